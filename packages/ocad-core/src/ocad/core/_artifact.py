@@ -1,0 +1,198 @@
+"""Model artifacts: a directory with ``manifest.json`` and model files (ONNX, JSON).
+
+Loading verifies, before anything reads a model file: the manifest has every
+required field, every file path stays inside the artifact directory, every
+file's sha256 matches, the schema version is one this library reads. Nothing
+from an artifact is ever executed (no pickle, no joblib; ONNX and JSON only).
+Writing is atomic: files go to a temporary sibling directory that is renamed
+into place, so a crash never leaves a half-written artifact.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._errors import OcadArtifactError
+
+__all__ = [
+    "MANIFEST",
+    "REQUIRED_FIELDS",
+    "SCHEMA_VERSION",
+    "LoadedArtifact",
+    "find_artifacts",
+    "load_artifact",
+    "sha256_file",
+    "write_artifact",
+]
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+REQUIRED_FIELDS = (
+    "schema_version", "name", "kind", "version", "created", "format", "files", "inputs",
+    "calibration", "library_versions",
+)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@attrs.frozen
+class LoadedArtifact:
+    """A verified artifact (satisfies :class:`ocad.core.ModelArtifact`)."""
+
+    path: Path
+    manifest: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    def file(self, role: str) -> Path:
+        """Path of the file registered under ``role`` (e.g. ``"model"``)."""
+        files = self.manifest["files"]
+        if role not in files:
+            raise OcadArtifactError(str(self.path), f"no file with role {role!r}; has {sorted(files)}")
+        return self.path / files[role]["path"]
+
+
+def _inside(base: Path, rel: str) -> Path:
+    if not isinstance(rel, str) or not rel or os.path.isabs(rel):
+        raise ValueError(f"file path {rel!r} must be a relative path")
+    p = (base / rel).resolve()
+    if base.resolve() not in p.parents:
+        raise ValueError(f"file path {rel!r} escapes the artifact directory")
+    return p
+
+
+def load_artifact(path: str | os.PathLike[str], *, expected_kind: str | None = None) -> LoadedArtifact:
+    """Read and verify the artifact at ``path``.
+
+    Raises :class:`OcadArtifactError` naming the artifact and the problem.
+    """
+    base = Path(path)
+    label = str(base)
+    mf = base / MANIFEST
+    if not mf.is_file():
+        raise OcadArtifactError(label, f"no {MANIFEST} in {base}")
+    try:
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OcadArtifactError(label, f"{MANIFEST} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise OcadArtifactError(label, f"{MANIFEST} must hold a JSON object")
+    missing = [f for f in REQUIRED_FIELDS if f not in manifest]
+    if missing:
+        raise OcadArtifactError(label, f"manifest is missing required field(s) {missing}")
+    label = f"{manifest.get('name')}@{manifest.get('version')} ({base})"
+    sv = manifest["schema_version"]
+    if not isinstance(sv, int) or sv < 1 or sv > SCHEMA_VERSION:
+        raise OcadArtifactError(
+            label, f"schema_version {sv!r} is not supported by this ocad-core (reads 1..{SCHEMA_VERSION}); "
+            "upgrade ocad-core or re-export the model")
+    if expected_kind is not None and manifest["kind"] != expected_kind:
+        raise OcadArtifactError(label, f"kind is {manifest['kind']!r}, expected {expected_kind!r}")
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files:
+        raise OcadArtifactError(label, "manifest 'files' must be a non-empty object")
+    for role, entry in files.items():
+        if not isinstance(entry, dict) or "path" not in entry or "sha256" not in entry:
+            raise OcadArtifactError(label, f"files.{role} needs 'path' and 'sha256'")
+        try:
+            p = _inside(base, entry["path"])
+        except ValueError as exc:
+            raise OcadArtifactError(label, f"files.{role}: {exc}") from exc
+        if not p.is_file():
+            raise OcadArtifactError(label, f"files.{role}: {entry['path']} does not exist")
+        digest = sha256_file(p)
+        if digest != entry["sha256"]:
+            raise OcadArtifactError(
+                label, f"files.{role}: sha256 mismatch for {entry['path']} (manifest {entry['sha256'][:12]}…, "
+                f"file {digest[:12]}…): the file was modified or truncated")
+    inputs = manifest["inputs"]
+    if not isinstance(inputs, dict) or not isinstance(inputs.get("metrics"), list):
+        raise OcadArtifactError(label, "manifest 'inputs' must be an object with a 'metrics' list")
+    return LoadedArtifact(path=base, manifest=manifest)
+
+
+def write_artifact(dest: str | os.PathLike[str], manifest: Mapping[str, Any],
+                   files: Mapping[str, tuple[str, bytes | Path]]) -> LoadedArtifact:
+    """Write an artifact atomically and return it verified.
+
+    ``files`` maps role → (relative path, bytes or a source file). ``manifest``
+    gets ``schema_version``, ``created`` (if absent) and ``files`` (hashes) filled in.
+    ``dest`` must not exist yet: versions are immutable.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        raise OcadArtifactError(str(dest), "destination exists; artifact versions are immutable")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        entries: dict[str, dict[str, Any]] = {}
+        for role, (rel, content) in files.items():
+            target = _inside(tmp, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, (bytes, bytearray)):
+                target.write_bytes(content)
+            else:
+                shutil.copyfile(content, target)
+            entries[role] = {"path": rel, "sha256": sha256_file(target), "bytes": target.stat().st_size}
+        m = dict(manifest)
+        m["schema_version"] = SCHEMA_VERSION
+        m.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        m["files"] = entries
+        data = json.dumps(m, indent=2, sort_keys=True, default=_json_default).encode()
+        with open(tmp / MANIFEST, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_artifact(dest)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def find_artifacts(root: str | os.PathLike[str]) -> list[Path]:
+    """Artifact directories under ``root``: ``root`` itself, its children, or a model store's active versions."""
+    from ._store import ModelStore
+
+    root = Path(root)
+    if (root / MANIFEST).is_file():
+        return [root]
+    if ModelStore.is_store(root):
+        return ModelStore(root).active_paths()
+    return sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []

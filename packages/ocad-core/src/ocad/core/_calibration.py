@@ -1,0 +1,96 @@
+"""Map raw detector scores to calibrated scores in [0, 1].
+
+A :class:`Calibration` is the empirical distribution of a detector's raw score on
+*normal* data, stored as a quantile table (JSON, no pickle). ``transform(raw)`` is
+the estimated probability that a normal raw score is below ``raw``; above the
+table's top quantile the tail is extrapolated exponentially, so scores keep
+ordering instead of saturating at exactly 1. With every detector calibrated this
+way, a threshold of 0.999 means "about one false alarm per thousand normal
+samples" for every detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+__all__ = ["Calibration"]
+
+# Probabilities of the stored quantiles: dense in the upper tail, where thresholds live.
+DEFAULT_PROBS: tuple[float, ...] = (
+    0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98,
+    0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999,
+)
+
+
+def _tuple_floats(v: Any) -> tuple[float, ...]:
+    return tuple(float(x) for x in v)
+
+
+@attrs.frozen
+class Calibration:
+    """Quantile table of raw scores on normal data.
+
+    >>> cal = Calibration.fit(np.random.default_rng(0).normal(size=100_000))
+    >>> bool(abs(cal.transform(np.array([1.2816]))[0] - 0.9) < 0.01)
+    True
+    """
+
+    probs: tuple[float, ...] = attrs.field(converter=_tuple_floats)
+    quantiles: tuple[float, ...] = attrs.field(converter=_tuple_floats)
+    n: int = 0
+    tail_scale: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.probs) != len(self.quantiles) or len(self.probs) < 2:
+            raise ValueError("Calibration needs as many quantiles as probabilities (at least 2)")
+        if np.any(np.diff(self.probs) <= 0):
+            raise ValueError("Calibration probabilities must increase strictly")
+        if np.any(np.diff(self.quantiles) < 0) or not np.all(np.isfinite(self.quantiles)):
+            raise ValueError("Calibration quantiles must be finite and non-decreasing")
+        if not self.tail_scale > 0:
+            raise ValueError("Calibration tail_scale must be > 0")
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, probs: tuple[float, ...] = DEFAULT_PROBS) -> Calibration:
+        """Fit on raw scores of normal data (NaN ignored). Needs at least 100 finite values."""
+        x = np.asarray(raw, dtype=np.float64).ravel()
+        x = x[np.isfinite(x)]
+        if x.size < 100:
+            raise ValueError(f"Calibration.fit needs at least 100 finite raw scores, got {x.size}")
+        q = np.quantile(x, probs)
+        q = np.maximum.accumulate(q)
+        # Tail scale: spread of the top of the distribution, so a value one scale above
+        # the top quantile has ~e times smaller tail probability.
+        hi = q[-1] - np.quantile(x, 0.99)
+        scale = float(hi) if hi > 1e-12 else float(np.std(x) or 1.0)
+        return cls(probs=probs, quantiles=tuple(q), n=int(x.size), tail_scale=max(scale, 1e-9))
+
+    @classmethod
+    def identity(cls) -> Calibration:
+        """For raw scores that already are probabilities in [0, 1]."""
+        return cls(probs=(0.0, 1.0), quantiles=(0.0, 1.0), n=0, tail_scale=1.0)
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated scores in [0, 1]; NaN stays NaN."""
+        r = np.asarray(raw, dtype=np.float64)
+        q = np.asarray(self.quantiles)
+        p = np.asarray(self.probs)
+        out = np.interp(r, q, p)
+        top = r > q[-1]
+        if np.any(top):
+            tail = 1.0 - p[-1]
+            out = np.where(top, 1.0 - tail * np.exp(-(r - q[-1]) / self.tail_scale), out)
+        return np.where(np.isnan(r), np.nan, np.clip(out, 0.0, 1.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"probs": list(self.probs), "quantiles": list(self.quantiles), "n": self.n,
+                "tail_scale": self.tail_scale}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        return cls(probs=d["probs"], quantiles=d["quantiles"], n=int(d.get("n", 0)),
+                   tail_scale=float(d.get("tail_scale", 1.0)))
