@@ -1,0 +1,446 @@
+"""Monitor: the embedding entry point that runs the whole pipeline.
+
+``records → validate → WindowStore → FeatureEngine → CompositeDetector → AlertPolicy → events``
+
+One ``observe`` call may hold many samples per endpoint (a backfill, a file):
+they are processed as successive ticks, the k-th tick holding each endpoint's
+k-th sample in time order, so the result equals feeding them one by one.
+Order against earlier calls: a sample not newer than the endpoint's last one
+is dropped and counted (``duplicate_ts`` / ``out_of_order``), except a jump
+back of more than ``clock_reset_s``, which restarts that endpoint's window
+(``clock_resets``): a device whose clock was reset is not silenced for hours.
+
+Concurrency: a Monitor is not thread-safe; use one Monitor per shard of
+endpoints (per thread, process or machine). Detectors are pure, so shards only
+share read-only models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ._alerts import AlertEvent, AlertPolicy
+from ._config import MonitorConfig
+from ._ensemble import CompositeDetector, CompositeOutput
+from ._errors import OcadArtifactError, OcadConfigError, OcadValidationError
+from ._features import FeatureEngine
+from ._registry import DetectorContext, PluginRegistry, default_registry
+from ._validate import Batch, ValidationStats, Validator
+from ._view import DetectorView
+from ._window import WindowStore
+
+__all__ = ["Monitor"]
+
+log = logging.getLogger("ocad.monitor")
+
+DEFAULT_WEIGHTS = {"rule": 1.0, "spike": 1.0, "changepoint": 1.0, "continuity": 1.0, "concurrency": 0.5,
+                   "residual": 1.5, "multivariate": 1.0}
+SNAPSHOT_VERSION = 1
+
+
+def _is_frame(obj: Any) -> bool:
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns")
+
+
+class Monitor:
+    """Detects anomalies in probe samples from a fleet of endpoints.
+
+    Parameters
+    ----------
+    config:
+        A :class:`MonitorConfig`, a mapping (same shape as the TOML file) or a TOML path.
+    registry:
+        The plugin registry; default: the process-wide one (built-ins + entry points).
+    detectors:
+        Use exactly these detectors instead of asking the plugins.
+    extra_detectors:
+        Added to the plugins' detectors (e.g. artifact detectors, a shadow candidate).
+    strict:
+        Refuse to start when a plugin or artifact fails (default: report and go on).
+
+    Example
+    -------
+    >>> from ocad.core import Monitor
+    >>> mon = Monitor.from_defaults(use_shipped_models=False)
+    >>> mon.observe([{"endpoint_id": "oru-1", "ts": 0.0, "udp_echo_rtt_ms": 4.2}])
+    []
+    """
+
+    def __init__(self, config: MonitorConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
+                 registry: PluginRegistry | None = None, detectors: Sequence[Any] | None = None,
+                 extra_detectors: Sequence[Any] = (), strict: bool = False) -> None:
+        self.config = cfg = MonitorConfig.coerce(config)
+        self.registry = registry if registry is not None else default_registry()
+        self.strict = strict
+        metrics = self.registry.metrics(cfg.user_metrics)
+        if cfg.metrics is not None:
+            metrics = metrics.subset(cfg.metrics)
+        self.metrics = metrics
+        self.context = DetectorContext(metrics=metrics, window=cfg.window, detector_options=cfg.detectors,
+                                       use_shipped_models=cfg.use_shipped_models,
+                                       session_options=cfg.onnxruntime)
+        dets = list(detectors) if detectors is not None else self.registry.detectors(self.context, strict=strict)
+        dets += list(extra_detectors)
+        dets = [d for d in dets if cfg.enabled(d.name)]
+        self._load_default_calibration(dets)
+        weights = {**DEFAULT_WEIGHTS, **cfg.weights()}
+        self.composite = CompositeDetector(dets, weights, time_budget_s=cfg.time_budget_s,
+                                           max_consecutive_failures=cfg.max_consecutive_failures)
+        self.window = max(cfg.window, self.composite.window)
+        self.store = WindowStore(len(metrics), self.window, capacity=cfg.capacity,
+                                 idle_timeout_s=cfg.idle_timeout_s)
+        self.features = FeatureEngine(metrics)
+        self.validator = Validator(metrics)
+        self.policy = AlertPolicy(cfg.alerts)
+        self.stats = ValidationStats()
+        self.shadows: list[Any] = []
+        self._score_sink: list[dict[str, np.ndarray]] | None = None
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def from_defaults(cls, *, use_shipped_models: bool = True, **overrides: Any) -> Monitor:
+        """Every registered detector with its defaults; shipped ML models when installed."""
+        cfg: dict[str, Any] = {"monitor": {"use_shipped_models": use_shipped_models}}
+        for k, v in overrides.items():
+            cfg["monitor"][k] = v
+        return cls(cfg)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **kw: Any) -> Monitor:
+        return cls(MonitorConfig.from_toml(path), **kw)
+
+    @classmethod
+    def from_model_dir(cls, path: str | os.PathLike[str], config: Any = None, *,
+                       registry: PluginRegistry | None = None, strict: bool = False) -> Monitor:
+        """Core detectors plus detectors built from the trained artifacts in ``path``.
+
+        ``path`` may be one artifact, a directory of artifacts, or a model store (active versions).
+        Shipped default models are not loaded: the artifacts replace them. Metrics named by the
+        artifacts that are not registered are added as user metrics (gauges).
+        """
+        from ._artifact import find_artifacts, load_artifact
+        from ._metrics import MetricSpec
+
+        reg = registry if registry is not None else default_registry()
+        base = MonitorConfig.coerce(config)
+        arts, bad = [], []
+        for p in find_artifacts(path):
+            try:
+                arts.append(load_artifact(p))
+            except OcadArtifactError as exc:
+                if strict:
+                    raise
+                log.error("%s", exc)
+                bad.append(str(exc))
+        if not arts and not bad:
+            raise OcadArtifactError(str(path), "no artifacts found (expected manifest.json files)")
+        known = reg.metrics(base.user_metrics)
+        user = dict(base.user_metrics)
+        for a in arts:
+            units = a.manifest["inputs"].get("units", {})
+            for m in a.manifest["inputs"]["metrics"]:
+                if m not in known and m not in user:
+                    spec = MetricSpec(m, unit=units.get(m, "")).to_dict()
+                    del spec["name"]
+                    user[m] = spec
+
+        cfg = attrs.evolve(base, user_metrics=user, use_shipped_models=False)
+        probe = cls(cfg, registry=reg, strict=strict)
+        extra = reg.artifact_detectors(arts, probe.context, strict=strict)
+        mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict)
+        mon.artifact_errors = bad
+        return mon
+
+    def _load_default_calibration(self, dets: Sequence[Any]) -> None:
+        path = self.config.calibration
+        try:
+            if path is not None:
+                data = json.loads(Path(path).read_text(encoding="utf-8"))
+            else:
+                data = json.loads(resources.files("ocad.core").joinpath("data/calibration.json")
+                                  .read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if path is not None:
+                raise OcadConfigError(f"monitor.calibration = {path!r}: file not found") from None
+            return
+        params = data.get("detectors", {})
+        for d in dets:
+            p = params.get(d.name)
+            if p is not None and hasattr(d, "load_params"):
+                try:
+                    d.load_params(p)
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.warning("calibration for %r not loaded: %s", d.name, exc)
+
+    # -- observing ----------------------------------------------------------
+    @property
+    def detectors(self) -> tuple[Any, ...]:
+        return self.composite.detectors
+
+    def observe(self, records: Iterable[Mapping[str, Any]] | Any) -> list[AlertEvent]:
+        """Feed samples; returns the alert events they caused (open / update / resolve).
+
+        ``records``: mappings ``{"endpoint_id": str, "ts": epoch seconds, <metric>: value, ...}``
+        or a pandas DataFrame of that shape (wide), or long format (endpoint_id, ts, metric, value).
+        Raises :class:`OcadValidationError` only for structurally invalid records.
+        """
+        if _is_frame(records):
+            batch = self._frame_batch(records)
+        else:
+            batch = self.validator.from_records(records, self.stats)
+        return self._process(batch)
+
+    def observe_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any]) -> list[AlertEvent]:
+        """Columnar fast path: arrays of endpoint ids, timestamps and ``{metric: values}``."""
+        return self._process(self.validator.from_columns(endpoint_id, ts, values, self.stats))
+
+    def _frame_batch(self, df: Any) -> Batch:
+        cols = list(df.columns)
+        for req in ("endpoint_id", "ts"):
+            if req not in cols:
+                raise OcadValidationError(req, None, f"DataFrame has no {req!r} column (columns: {cols})")
+        if "metric" in cols and "value" in cols:
+            df = df.pivot_table(index=["endpoint_id", "ts"], columns="metric", values="value",
+                                aggfunc="first").reset_index()
+            cols = list(df.columns)
+        ts = df["ts"].to_numpy()
+        if ts.dtype.kind == "M" or str(df["ts"].dtype).startswith("datetime64"):
+            ts = df["ts"].astype("int64").to_numpy() / 1e9 if ts.dtype.kind != "f" else ts
+        values = {c: df[c].to_numpy() for c in cols if c not in ("endpoint_id", "ts")}
+        values = {k: (v.astype(object) if v.dtype.kind == "O" else v) for k, v in values.items()}
+        for k in [k for k in values if k not in self.validator.names]:
+            self.stats.unknown_metrics[str(k)] += len(df)
+            del values[k]
+        return self.validator.from_columns(df["endpoint_id"].to_numpy(dtype=object), ts, values, self.stats)
+
+    def _process(self, batch: Batch) -> list[AlertEvent]:
+        if len(batch) == 0:
+            return []
+        events: list[AlertEvent] = []
+        for sub in _ticks(batch):
+            events += self._tick(sub)
+        return events
+
+    def _tick(self, b: Batch) -> list[AlertEvent]:
+        store = self.store
+        known = store.lookup(b.endpoint_id)
+        if (known >= 0).any():
+            last = np.where(known >= 0, store.last_ts[np.maximum(known, 0)], -np.inf)
+            dup = b.ts == last
+            back = b.ts < last
+            reset = back & (last - b.ts > self.config.clock_reset_s)
+            drop = dup | (back & ~reset)
+            if dup.any():
+                self.stats.dropped_records["duplicate_ts"] += int(dup.sum())
+            if (back & ~reset).any():
+                self.stats.dropped_records["out_of_order"] += int((back & ~reset).sum())
+            if reset.any():
+                self.stats.clock_resets += int(reset.sum())
+                store.reset(known[reset])
+            if drop.any():
+                b = b.take(np.flatnonzero(~drop))
+                if len(b) == 0:
+                    return []
+        rows = store.rows(b.endpoint_id)
+        store.append(rows, b.ts, b.values)
+        events: list[AlertEvent] = []
+        evicted = self._evict_idle()
+        if evicted:
+            events += self.policy.drop(evicted, float(store.max_ts))
+            keep = store.lookup(b.endpoint_id) >= 0
+            if not keep.all():
+                b = b.take(np.flatnonzero(keep))
+                rows = rows[keep]
+        view = self._view(rows, b)
+        comp = self.composite.score(view)
+        events += self.policy.update(b.endpoint_id, b.ts, comp)
+        for sh in self.shadows:
+            sh.observe_tick(view, b, comp, events)
+        if self._score_sink is not None:
+            self._score_sink.append(self._score_rows(b, comp))
+        return events
+
+    def _evict_idle(self) -> list[str]:
+        st = self.store
+        if st.idle_timeout_s is None or not len(st):
+            return []
+        limit = st.max_ts - st.idle_timeout_s
+        idle = np.flatnonzero((st.last_ts < limit) & (st.last_ts > -np.inf))
+        if not idle.size:
+            return []
+        ids = [str(e) for e in st.ids[idle]]
+        st.evict(ids)
+        st.evicted_idle += len(ids)
+        return ids
+
+    def _view(self, rows: np.ndarray, b: Batch) -> DetectorView:
+        values, ts = self.store.window_of(rows)
+        feats = self.features.compute(values, ts)
+        return DetectorView(endpoints=b.endpoint_id, metrics=self.metrics.names(), values=values, ts=ts,
+                            capabilities=self.store.capabilities[rows], features=feats,
+                            counts=self.store.count[rows])
+
+    # -- scoring a whole frame ------------------------------------------------
+    @staticmethod
+    def _score_rows(b: Batch, comp: CompositeOutput) -> dict[str, np.ndarray]:
+        d = {"endpoint_id": b.endpoint_id, "ts": b.ts, "composite": comp.scores}
+        for j, n in enumerate(comp.detectors):
+            d[n] = comp.detector_scores[:, j]
+        return d
+
+    def score_frame(self, data: Any, *, as_frame: bool | None = None) -> Any:
+        """Per-(endpoint, ts) composite and per-detector scores for ``data`` (records or DataFrame).
+
+        Returns a pandas DataFrame when pandas is installed (or ``as_frame=True``), else a dict of
+        numpy arrays. The Monitor's state advances as with :meth:`observe`; alert events raised
+        along the way are in ``self.last_events``.
+        """
+        self._score_sink = []
+        try:
+            self.last_events = self.observe(data)
+            parts = self._score_sink
+        finally:
+            self._score_sink = None
+        cols = ["endpoint_id", "ts", "composite", *self.composite.names]
+        out = {c: (np.concatenate([p[c] for p in parts]) if parts else np.array([])) for c in cols}
+        if as_frame is None:
+            try:
+                import pandas  # noqa: F401
+                as_frame = True
+            except ImportError:
+                as_frame = False
+        if as_frame:
+            from ._errors import require
+
+            pd = require("pandas", "io", "Monitor.score_frame(as_frame=True)")
+            return pd.DataFrame(out)
+        return out
+
+    # -- calibration ------------------------------------------------------------
+    def calibrate(self, data: Any, *, every: int = 3) -> dict[str, Any]:
+        """Fit every fittable detector on *normal* data and return the calibration document.
+
+        ``data`` is anything :meth:`observe` takes, or an iterable of ``(endpoint_id, ts,
+        {metric: values})`` column ticks. Views are taken every ``every`` ticks after the window
+        warm-up. The Monitor's window state is reset afterwards.
+        """
+        views: list[DetectorView] = []
+        tick = 0
+
+        def collect(b: Batch) -> None:
+            nonlocal tick
+            rows = self.store.rows(b.endpoint_id)
+            self.store.append(rows, b.ts, b.values)
+            tick += 1
+            if tick > self.window and tick % every == 0:
+                views.append(self._view(rows, b))
+
+        if isinstance(data, Iterable) and not _is_frame(data) and not isinstance(data, (list, tuple)):
+            for ep, ts, vals in data:
+                for sub in _ticks(self.validator.from_columns(ep, ts, vals, ValidationStats())):
+                    collect(sub)
+        else:
+            batch = self._frame_batch(data) if _is_frame(data) else \
+                self.validator.from_records(data, ValidationStats())
+            for sub in _ticks(batch):
+                collect(sub)
+        if not views:
+            raise OcadConfigError("calibrate() got too little data: need more ticks than the window")
+        doc: dict[str, Any] = {"schema_version": 1, "metrics": list(self.metrics.names()), "detectors": {}}
+        for d in self.composite.detectors:
+            if hasattr(d, "fit") and hasattr(d, "params_to_dict"):
+                d.fit(views)
+                doc["detectors"][d.name] = d.params_to_dict()
+        self.store = WindowStore(len(self.metrics), self.window, capacity=self.config.capacity,
+                                 idle_timeout_s=self.config.idle_timeout_s)
+        return doc
+
+    # -- reporting ----------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """Validation counters, window-store size and evictions, detector health, plugin failures."""
+        return {
+            "validation": self.stats.to_dict(),
+            "store": {"endpoints": len(self.store), "capacity": self.store.capacity,
+                      "allocated_rows": self.store.allocated_rows, "bytes": self.store.nbytes(),
+                      "evicted_idle": self.store.evicted_idle, "evicted_capacity": self.store.evicted_capacity},
+            "detectors": self.composite.health_report(),
+            "plugin_failures": [f.__dict__ if hasattr(f, "__dict__") else str(f) for f in self.registry.failures],
+            "alerts": dict(self.policy.counts),
+            "open_alerts": len(self.policy.open_alerts()),
+            "artifact_errors": list(getattr(self, "artifact_errors", [])),
+        }
+
+    # -- snapshot / restore ---------------------------------------------------------
+    def snapshot(self, path: str | os.PathLike[str]) -> Path:
+        """Save window and alert state to ``path`` (a directory: ``windows.npz`` + ``state.json``).
+
+        No pickle: arrays go to npz (loaded with ``allow_pickle=False``), the rest to JSON.
+        """
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        st = self.store.state()
+        tmp = p / "windows.npz.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, **st)
+        os.replace(tmp, p / "windows.npz")
+        doc = {"snapshot_version": SNAPSHOT_VERSION, "metrics": list(self.metrics.names()),
+               "window": self.window, "policy": self.policy.state(), "validation": self.stats.to_dict()}
+        tmpj = p / "state.json.tmp"
+        tmpj.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmpj, p / "state.json")
+        return p
+
+    def restore(self, path: str | os.PathLike[str]) -> Monitor:
+        """Load state saved by :meth:`snapshot` into this (identically configured) Monitor."""
+        p = Path(path)
+        try:
+            doc = json.loads((p / "state.json").read_text(encoding="utf-8"))
+            with np.load(p / "windows.npz", allow_pickle=False) as z:
+                st = {k: z[k] for k in z.files}
+        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            raise OcadConfigError(f"snapshot {str(p)!r} cannot be read: {exc}") from exc
+        if doc.get("snapshot_version") != SNAPSHOT_VERSION:
+            raise OcadConfigError(f"snapshot {str(p)!r}: unsupported version {doc.get('snapshot_version')!r}")
+        if doc["metrics"] != list(self.metrics.names()) or doc["window"] != self.window:
+            raise OcadConfigError(
+                f"snapshot {str(p)!r} was taken with metrics {doc['metrics']} and window {doc['window']}; "
+                f"this Monitor has {list(self.metrics.names())} and {self.window}")
+        self.store.load_state(st)
+        self.policy.load_state(doc["policy"])
+        self.stats = ValidationStats.from_dict(doc["validation"])
+        return self
+
+    @classmethod
+    def from_snapshot(cls, path: str | os.PathLike[str], config: Any = None, **kw: Any) -> Monitor:
+        return cls(config, **kw).restore(path)
+
+
+def _ticks(b: Batch) -> Iterable[Batch]:
+    """Split a batch into ticks: tick k holds each endpoint's k-th sample in time order."""
+    n = len(b)
+    ep = b.endpoint_id
+    if n <= 1 or len(set(ep.tolist())) == n:
+        yield b
+        return
+    order = np.lexsort((b.ts, ep.astype(str)))
+    e_sorted = ep[order]
+    start = np.ones(n, dtype=bool)
+    start[1:] = e_sorted[1:] != e_sorted[:-1]
+    group_start = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - group_start
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(rank.max() + 2))
+    for k in range(len(bounds) - 1):
+        idx = by_rank[bounds[k]:bounds[k + 1]]
+        if idx.size:
+            yield b.take(idx)

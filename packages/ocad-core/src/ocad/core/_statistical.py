@@ -1,0 +1,162 @@
+"""Window-statistics detectors: spike, continuity, concurrency.
+
+All three read the FeatureEngine's features (computed once per tick for all
+detectors) and are calibrated on normal data through :class:`CalibratedDetector`.
+
+* :class:`SpikeDetector` (kind ``spike``): robust z-score of the newest value of
+  each gauge metric against its own window, in the metric's bad direction, with a
+  fitted per-metric scale floor so that a very steady endpoint does not turn a
+  tiny wiggle into a huge z.
+* :class:`ContinuityDetector` (kind ``continuity``): loss of continuity over the
+  window: the failure rate of boolean metrics (LBM success) and the total of count
+  metrics (CCM misses).
+* :class:`ConcurrencyDetector` (kind ``concurrency``): how many of an endpoint's
+  metrics are elevated at once; one metric misbehaving is common, several
+  together rarely are on normal data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ._calibration import Calibration
+from ._detector_base import CalibratedDetector, RawScores, gaussian_tail_calibration
+from ._metrics import MetricKind, MetricRegistry
+from ._view import DetectorView
+
+__all__ = ["ConcurrencyDetector", "ContinuityDetector", "SpikeDetector"]
+
+
+def _params(det: CalibratedDetector, extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {"calibration": det.calibration_to_dict(), **extra}
+
+
+@attrs.define
+class SpikeDetector(CalibratedDetector):
+    """Robust z of the newest gauge value against its window."""
+
+    name: str = "spike"
+    kind: str = "spike"
+    window: int = 32
+    directions: dict[str, float] = attrs.field(factory=dict)  # metric → +1 (higher is worse) / -1
+    scale_floor_: dict[str, float] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_registry(cls, metrics: MetricRegistry, **kw: Any) -> SpikeDetector:
+        gauges = {s.name: (1.0 if s.higher_is_worse else -1.0) for s in metrics if s.kind is MetricKind.GAUGE}
+        return cls(metrics=tuple(gauges), directions=gauges, **kw)
+
+    def _z(self, view: DetectorView, floors: Mapping[str, float]) -> RawScores:
+        f = view.features
+        n, k = view.n, len(self.metrics)
+        raw = np.full((n, k), np.nan)
+        obs = np.full((n, k), np.nan)
+        exp = np.full((n, k), np.nan)
+        for j, m in enumerate(self.metrics):
+            if f"{m}:last" not in f:
+                continue
+            last, med = f[f"{m}:last"], f[f"{m}:median"]
+            scale = np.maximum(f[f"{m}:scale"], floors.get(m, 0.0))
+            z_adj = (last - med) / scale
+            raw[:, j] = self.directions.get(m, 1.0) * z_adj
+            obs[:, j] = last
+            exp[:, j] = med
+        return RawScores(self.metrics, raw, obs, exp)
+
+    def raw(self, view: DetectorView) -> RawScores:
+        return self._z(view, self.scale_floor_)
+
+    def fallback(self, metric: str) -> Calibration:
+        return gaussian_tail_calibration()
+
+    def fit(self, views: Iterable[DetectorView]) -> SpikeDetector:
+        views = list(views)
+        floors: dict[str, list[np.ndarray]] = {m: [] for m in self.metrics}
+        for v in views:
+            for m in self.metrics:
+                if f"{m}:scale" in v.features:
+                    floors[m].append(v.features[f"{m}:scale"])
+        self.scale_floor_ = {}
+        for m, parts in floors.items():
+            s = np.concatenate(parts) if parts else np.array([])
+            s = s[np.isfinite(s) & (s > 0)]
+            if s.size:
+                self.scale_floor_[m] = float(np.quantile(s, 0.05))
+        super().fit(views)
+        return self
+
+    def params_to_dict(self) -> dict[str, Any]:
+        return _params(self, {"scale_floor": self.scale_floor_})
+
+    def load_params(self, d: Mapping[str, Any]) -> None:
+        self.load_calibration(d["calibration"])
+        self.scale_floor_ = {k: float(v) for k, v in d.get("scale_floor", {}).items()}
+
+
+@attrs.define
+class ContinuityDetector(CalibratedDetector):
+    """Failure rate of boolean metrics and miss totals of count metrics over the window."""
+
+    name: str = "continuity"
+    kind: str = "continuity"
+    window: int = 32
+    kinds: dict[str, MetricKind] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_registry(cls, metrics: MetricRegistry, **kw: Any) -> ContinuityDetector:
+        kinds = {s.name: s.kind for s in metrics if s.kind in (MetricKind.BOOLEAN, MetricKind.COUNT)}
+        return cls(metrics=tuple(kinds), kinds=kinds, **kw)
+
+    def raw(self, view: DetectorView) -> RawScores:
+        f = view.features
+        n, k = view.n, len(self.metrics)
+        raw = np.full((n, k), np.nan)
+        obs = np.full((n, k), np.nan)
+        exp = np.zeros((n, k))
+        for j, m in enumerate(self.metrics):
+            key = f"{m}:fail_rate" if self.kinds[m] is MetricKind.BOOLEAN else f"{m}:sum"
+            if key in f:
+                raw[:, j] = f[key]
+                obs[:, j] = f[key]
+        return RawScores(self.metrics, raw, obs, exp)
+
+    def fallback(self, metric: str) -> Calibration:
+        # Without normal data: a failure rate of 10% / 3 misses in the window is already rare.
+        if self.kinds.get(metric) is MetricKind.BOOLEAN:
+            return Calibration(probs=(0.0, 0.5, 0.99, 0.999), quantiles=(0.0, 0.0, 0.05, 0.1), tail_scale=0.05)
+        return Calibration(probs=(0.0, 0.5, 0.99, 0.999), quantiles=(0.0, 0.0, 1.0, 2.0), tail_scale=1.0)
+
+    def params_to_dict(self) -> dict[str, Any]:
+        return _params(self, {})
+
+    def load_params(self, d: Mapping[str, Any]) -> None:
+        self.load_calibration(d["calibration"])
+
+
+@attrs.define
+class ConcurrencyDetector(CalibratedDetector):
+    """Number of simultaneously elevated metrics (FeatureEngine ``concurrency``)."""
+
+    name: str = "concurrency"
+    kind: str = "concurrency"
+    window: int = 32
+
+    def raw(self, view: DetectorView) -> RawScores:
+        f = view.features
+        c = f["concurrency"] if "concurrency" in f else np.full(view.n, np.nan)
+        # One elevated metric is not concurrency: only the count beyond the first matters.
+        raw = np.where(np.isnan(c), np.nan, np.maximum(c - 1.0, 0.0))[:, None]
+        return RawScores(("concurrency",), raw, c[:, None], np.zeros((view.n, 1)))
+
+    def fallback(self, metric: str) -> Calibration:
+        return Calibration(probs=(0.0, 0.9, 0.999), quantiles=(0.0, 0.0, 1.0), tail_scale=0.5)
+
+    def params_to_dict(self) -> dict[str, Any]:
+        return _params(self, {})
+
+    def load_params(self, d: Mapping[str, Any]) -> None:
+        self.load_calibration(d["calibration"])

@@ -1,0 +1,307 @@
+"""Validation: raw records or columns → a clean batch, with every bad value counted.
+
+Policy (documented in ``docs/architecture.md`` and tested):
+
+====================================  ===========================================
+input                                  handling
+====================================  ===========================================
+record not a mapping                   ``OcadValidationError`` (field ``record``)
+``endpoint_id`` missing / not a        ``OcadValidationError`` naming the field
+non-empty string                       and the value
+``ts`` missing, not a real number      ``OcadValidationError``; ``ts`` may be epoch
+or datetime, NaN / inf                 seconds (int/float) or a timezone-aware
+                                       ``datetime``; naive datetimes are refused
+metric value ``None`` or NaN           missing (counted ``missing``), never zero
+metric value ±inf                      rejected, reason ``non_finite``
+str / bytes / other types, or a bool   rejected, reason ``wrong_type`` (a numeric
+for a gauge / count metric             string is *not* parsed: "12" is a bug
+                                       upstream, not a measurement)
+outside the metric's [low, high]       rejected, reason ``out_of_range``
+boolean metric not 0/1                 rejected, reason ``out_of_range``
+count metric not an integer            rejected, reason ``not_integer``
+unknown metric key                     ignored, counted under ``unknown_metrics``
+same (endpoint, ts) twice in a batch   first kept, later dropped: ``duplicate_ts``
+====================================  ===========================================
+
+Order against earlier batches (older or equal timestamps, clock resets) is
+enforced by the Monitor with the WindowStore's last timestamp per endpoint.
+A rejected value becomes missing (NaN) in the batch: the record itself is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from numbers import Real
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ._errors import OcadValidationError
+from ._metrics import RESERVED, MetricKind, MetricRegistry, MetricSpec
+
+__all__ = ["Batch", "ValidationStats", "Validator"]
+
+_FAST_NUM = frozenset({float, int, type(None), np.float64, np.float32, np.int64, np.int32})
+_FAST_BOOL = _FAST_NUM | {bool, np.bool_}
+
+
+@attrs.define
+class ValidationStats:
+    """Counters of everything validation and ordering did; nothing is dropped uncounted."""
+
+    records: int = 0
+    values_accepted: int = 0
+    values_missing: int = 0
+    rejected: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (metric, reason) → n
+    unknown_metrics: Counter[str] = attrs.field(factory=Counter)
+    dropped_records: Counter[str] = attrs.field(factory=Counter)  # reason → n
+    clock_resets: int = 0
+
+    @property
+    def values_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "values_accepted": self.values_accepted,
+            "values_missing": self.values_missing,
+            "values_rejected": self.values_rejected,
+            "rejected": {f"{m}:{r}": n for (m, r), n in sorted(self.rejected.items())},
+            "unknown_metrics": dict(sorted(self.unknown_metrics.items())),
+            "dropped_records": dict(sorted(self.dropped_records.items())),
+            "clock_resets": self.clock_resets,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ValidationStats:
+        rej = Counter({tuple(k.rsplit(":", 1)): v for k, v in d.get("rejected", {}).items()})
+        return cls(records=d["records"], values_accepted=d["values_accepted"],
+                   values_missing=d["values_missing"], rejected=rej,  # type: ignore[arg-type]
+                   unknown_metrics=Counter(d.get("unknown_metrics", {})),
+                   dropped_records=Counter(d.get("dropped_records", {})),
+                   clock_resets=d.get("clock_resets", 0))
+
+
+@attrs.frozen(eq=False)
+class Batch:
+    """Validated samples: row r is (endpoint_id[r], ts[r], values[r, :]) with NaN = missing."""
+
+    endpoint_id: np.ndarray  # (R,) object
+    ts: np.ndarray  # (R,) float64
+    values: np.ndarray  # (R, M) float64
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def take(self, idx: np.ndarray) -> Batch:
+        return Batch(self.endpoint_id[idx], self.ts[idx], self.values[idx])
+
+
+def _ts_value(v: Any, index: int | None) -> float:
+    if isinstance(v, bool) or v is None:
+        raise OcadValidationError("ts", v, "must be epoch seconds (int/float) or a timezone-aware datetime",
+                                  index=index)
+    if isinstance(v, _dt.datetime):
+        if v.tzinfo is None:
+            raise OcadValidationError("ts", v, "naive datetime; give a timezone-aware datetime or epoch seconds",
+                                      index=index)
+        return v.timestamp()
+    if isinstance(v, np.datetime64):
+        return float(v.astype("datetime64[ns]").astype(np.int64)) / 1e9
+    if not isinstance(v, Real):
+        raise OcadValidationError("ts", v, "must be epoch seconds (int/float) or a timezone-aware datetime",
+                                  index=index)
+    f = float(v)
+    if not math.isfinite(f):
+        raise OcadValidationError("ts", v, "must be finite", index=index)
+    return f
+
+
+def _check_endpoint(v: Any, index: int | None) -> str:
+    if not isinstance(v, str) or not v:
+        raise OcadValidationError("endpoint_id", v, "must be a non-empty string", index=index)
+    return v
+
+
+class Validator:
+    """Turns records, columns or frames into a :class:`Batch` according to the policy above."""
+
+    def __init__(self, metrics: MetricRegistry) -> None:
+        self.metrics = metrics
+        self.specs: tuple[MetricSpec, ...] = tuple(metrics)
+        self.names: tuple[str, ...] = metrics.names()
+        self._index = {n: i for i, n in enumerate(self.names)}
+
+    # -- entry points -----------------------------------------------------
+    def from_records(self, records: Iterable[Mapping[str, Any]], stats: ValidationStats) -> Batch:
+        eps: list[str] = []
+        tss: list[float] = []
+        cols: dict[str, list[Any]] = {n: [] for n in self.names}
+        unknown: Counter[str] = Counter()
+        for i, rec in enumerate(records):
+            if not isinstance(rec, Mapping):
+                raise OcadValidationError("record", type(rec).__name__, "each record must be a mapping", index=i)
+            if "endpoint_id" not in rec:
+                raise OcadValidationError("endpoint_id", None, "missing", index=i)
+            if "ts" not in rec:
+                raise OcadValidationError("ts", None, "missing", index=i)
+            eps.append(_check_endpoint(rec["endpoint_id"], i))
+            tss.append(_ts_value(rec["ts"], i))
+            for n in self.names:
+                cols[n].append(rec.get(n))
+            if len(rec) > 2:
+                for k in rec:
+                    if k not in self._index and k not in RESERVED:
+                        unknown[k if isinstance(k, str) else repr(k)] += 1
+        stats.unknown_metrics.update(unknown)
+        r = len(eps)
+        ep_arr = np.empty(r, dtype=object)
+        ep_arr[:] = eps
+        values = np.full((r, len(self.names)), np.nan)
+        for j, spec in enumerate(self.specs):
+            values[:, j] = self._coerce(spec, cols[spec.name], stats)
+        return self._finish(ep_arr, np.asarray(tss, dtype=np.float64), values, stats)
+
+    def from_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any],
+                     stats: ValidationStats) -> Batch:
+        """Columnar input: the fast path for large fleets. Arrays of equal length R."""
+        ep = np.asarray(endpoint_id, dtype=object).ravel()
+        r = ep.shape[0]
+        for i, e in enumerate(ep):
+            if not isinstance(e, str) or not e:
+                _check_endpoint(e, i)
+        ts_arr = self._ts_column(ts, r)
+        out = np.full((r, len(self.names)), np.nan)
+        for key, col in values.items():
+            j = self._index.get(key)
+            if j is None:
+                stats.unknown_metrics[key] += r
+                continue
+            arr = np.asarray(col)
+            if arr.shape != (r,):
+                raise OcadValidationError(key, f"shape {arr.shape}", f"column must have shape ({r},)")
+            out[:, j] = self._coerce(self.specs[j], arr, stats)
+        missing_cols = [n for n in self.names if n not in values]
+        if missing_cols:
+            # A metric absent from the columns is "not reported" this tick: missing, not zero.
+            stats.values_missing += r * len(missing_cols)
+        return self._finish(ep, ts_arr, out, stats)
+
+    def _ts_column(self, ts: Any, r: int) -> np.ndarray:
+        arr = np.asarray(ts)
+        if arr.shape != (r,):
+            raise OcadValidationError("ts", f"shape {arr.shape}", f"must have shape ({r},)")
+        if np.issubdtype(arr.dtype, np.datetime64):
+            out = arr.astype("datetime64[ns]").astype(np.int64) / 1e9
+            bad = np.isnat(arr)
+        elif arr.dtype.kind in "iuf":
+            out = arr.astype(np.float64)
+            bad = ~np.isfinite(out)
+        else:
+            out = np.array([_ts_value(v, i) for i, v in enumerate(arr)], dtype=np.float64)
+            bad = np.zeros(r, dtype=bool)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise OcadValidationError("ts", arr[i], "must be finite", index=i)
+        return out
+
+    # -- per-metric coercion ---------------------------------------------
+    def _coerce(self, spec: MetricSpec, col: Any, stats: ValidationStats) -> np.ndarray:
+        is_bool = spec.kind is MetricKind.BOOLEAN
+        arr = col if isinstance(col, np.ndarray) else None
+        if arr is not None and arr.dtype.kind in "iuf":
+            x = arr.astype(np.float64)
+        elif arr is not None and arr.dtype.kind == "b":
+            if is_bool:
+                x = arr.astype(np.float64)
+            else:
+                stats.rejected[(spec.name, "wrong_type")] += int(arr.size)
+                return np.full(arr.shape[0], np.nan)
+        else:
+            seq = list(col)
+            types = set(map(type, seq))
+            if types <= (_FAST_BOOL if is_bool else _FAST_NUM):
+                x = np.array([np.nan if v is None else float(v) for v in seq], dtype=np.float64) \
+                    if type(None) in types or bool in types else np.asarray(seq, dtype=np.float64)
+            else:
+                x = np.empty(len(seq), dtype=np.float64)
+                wrong = 0
+                for i, v in enumerate(seq):
+                    if v is None:
+                        x[i] = np.nan
+                    elif isinstance(v, (bool, np.bool_)):
+                        if is_bool:
+                            x[i] = float(v)
+                        else:
+                            x[i] = np.nan
+                            wrong += 1
+                    elif isinstance(v, Real):
+                        x[i] = float(v)
+                    else:
+                        x[i] = np.nan
+                        wrong += 1
+                if wrong:
+                    stats.rejected[(spec.name, "wrong_type")] += wrong
+                    # Those NaNs are rejections, not missing values: account separately below.
+                    x = _mark_rejected(x, seq, is_bool)
+        return self._check_range(spec, x, stats)
+
+    def _check_range(self, spec: MetricSpec, x: np.ndarray, stats: ValidationStats) -> np.ndarray:
+        was_rejected = x == _REJECT_MARK
+        x = np.where(was_rejected, np.nan, x)
+        nan = np.isnan(x) & ~was_rejected
+        inf = np.isinf(x)
+        finite = ~nan & ~inf & ~was_rejected
+        with np.errstate(invalid="ignore"):
+            oor = finite & ((x < spec.low) | (x > spec.high))
+            if spec.kind is MetricKind.BOOLEAN:
+                oor |= finite & (x != 0.0) & (x != 1.0)
+            non_int = finite & ~oor & (spec.kind is MetricKind.COUNT) & (x != np.round(x))
+        n_inf, n_oor, n_int = int(inf.sum()), int(oor.sum()), int(non_int.sum())
+        if n_inf:
+            stats.rejected[(spec.name, "non_finite")] += n_inf
+        if n_oor:
+            stats.rejected[(spec.name, "out_of_range")] += n_oor
+        if n_int:
+            stats.rejected[(spec.name, "not_integer")] += n_int
+        stats.values_missing += int(nan.sum())
+        ok = finite & ~oor & ~non_int
+        stats.values_accepted += int(ok.sum())
+        return np.where(ok, x, np.nan)
+
+    def _finish(self, ep: np.ndarray, ts: np.ndarray, values: np.ndarray, stats: ValidationStats) -> Batch:
+        stats.records += int(ep.shape[0])
+        batch = Batch(ep, ts, values)
+        if ep.shape[0] > 1:
+            # Duplicate (endpoint, ts) pairs inside one batch: keep the first.
+            order = np.lexsort((np.arange(ep.shape[0]), ts, ep.astype(str)))
+            e_s, t_s = ep[order], ts[order]
+            dup = np.zeros(ep.shape[0], dtype=bool)
+            dup[1:] = (e_s[1:] == e_s[:-1]) & (t_s[1:] == t_s[:-1])
+            if dup.any():
+                stats.dropped_records["duplicate_ts"] += int(dup.sum())
+                keep = np.sort(order[~dup])
+                batch = batch.take(keep)
+        return batch
+
+
+# A value no real metric can take, used only between _coerce and _check_range to tell a
+# rejected value from a missing one without a second array.
+_REJECT_MARK = -1.2345678901234567e308
+
+
+def _mark_rejected(x: np.ndarray, seq: list[Any], is_bool: bool) -> np.ndarray:
+    for i, v in enumerate(seq):
+        if v is None:
+            continue
+        if isinstance(v, (bool, np.bool_)):
+            if not is_bool:
+                x[i] = _REJECT_MARK
+        elif not isinstance(v, Real):
+            x[i] = _REJECT_MARK
+    return x

@@ -1,0 +1,220 @@
+"""WindowStore: fixed-size ring buffers of recent samples, one row per endpoint.
+
+``values[row, slot, metric]`` (float32) and ``ts[row, slot]`` (float64) hold the
+last ``window`` samples of every endpoint; ``head[row]`` is the slot the next
+sample goes to. Appending a tick for n endpoints is one fancy-indexed write;
+reading windows gathers them in chronological order.
+
+Memory is bounded: rows are allocated in doubling steps up to ``capacity``.
+Eviction, both counted:
+
+* **idle**: an endpoint whose newest sample is older than ``idle_timeout_s``
+  (in *sample time*: the newest timestamp the store has seen) is dropped;
+* **capacity**: when a new endpoint arrives and every row is taken, the
+  least-recently-seen endpoints (oldest last sample) not in the current tick
+  are dropped. An endpoint that comes back later starts with an empty window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["WindowStore"]
+
+
+class WindowStore:
+    """Ring buffers for up to ``capacity`` endpoints × ``window`` samples × ``n_metrics``."""
+
+    def __init__(self, n_metrics: int, window: int, *, capacity: int = 100_000,
+                 idle_timeout_s: float | None = 3600.0, initial_rows: int = 256) -> None:
+        if window < 1 or n_metrics < 1 or capacity < 1:
+            raise ValueError("window, n_metrics and capacity must be >= 1")
+        self.n_metrics = int(n_metrics)
+        self.window = int(window)
+        self.capacity = int(capacity)
+        self.idle_timeout_s = idle_timeout_s
+        self._rows: dict[str, int] = {}
+        self._free: list[int] = []
+        self.evicted_idle = 0
+        self.evicted_capacity = 0
+        self.max_ts = -np.inf
+        self._alloc(min(max(int(initial_rows), 1), self.capacity))
+
+    # -- storage -----------------------------------------------------------
+    def _alloc(self, rows: int) -> None:
+        old = getattr(self, "values", None)
+        n_old = 0 if old is None else old.shape[0]
+        values = np.full((rows, self.window, self.n_metrics), np.nan, dtype=np.float32)
+        ts = np.full((rows, self.window), np.nan, dtype=np.float64)
+        head = np.zeros(rows, dtype=np.int64)
+        count = np.zeros(rows, dtype=np.int64)
+        last_ts = np.full(rows, -np.inf)
+        caps = np.zeros((rows, self.n_metrics), dtype=bool)
+        ids = np.empty(rows, dtype=object)
+        if old is not None:
+            values[:n_old] = self.values
+            ts[:n_old] = self.ts
+            head[:n_old] = self.head
+            count[:n_old] = self.count
+            last_ts[:n_old] = self.last_ts
+            caps[:n_old] = self.capabilities
+            ids[:n_old] = self.ids
+        self.values, self.ts, self.head, self.count = values, ts, head, count
+        self.last_ts, self.capabilities, self.ids = last_ts, caps, ids
+        self._free.extend(range(rows - 1, n_old - 1, -1))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, endpoint_id: object) -> bool:
+        return endpoint_id in self._rows
+
+    @property
+    def allocated_rows(self) -> int:
+        return int(self.values.shape[0])
+
+    def nbytes(self) -> int:
+        return int(self.values.nbytes + self.ts.nbytes + self.head.nbytes + self.count.nbytes
+                   + self.last_ts.nbytes + self.capabilities.nbytes + self.ids.nbytes)
+
+    def endpoints(self) -> list[str]:
+        return list(self._rows)
+
+    # -- rows -----------------------------------------------------------------
+    def lookup(self, endpoint_ids: Iterable[str]) -> np.ndarray:
+        """Rows of known endpoints, -1 for unknown ones."""
+        get = self._rows.get
+        return np.fromiter((get(e, -1) for e in endpoint_ids), dtype=np.int64)
+
+    def rows(self, endpoint_ids: np.ndarray) -> np.ndarray:
+        """Rows for ``endpoint_ids`` (unique within the call), creating rows for new endpoints."""
+        rows = self.lookup(endpoint_ids)
+        new = np.flatnonzero(rows < 0)
+        if new.size:
+            rows[new] = self._take_rows(new.size, protect=rows[rows >= 0])
+            ids = endpoint_ids[new]
+            for e, r in zip(ids, rows[new].tolist()):
+                self._rows[e] = r
+            self.ids[rows[new]] = ids
+        return rows
+
+    def _take_rows(self, k: int, protect: np.ndarray) -> np.ndarray:
+        if len(self._free) < k:
+            want = len(self._rows) + k
+            if want <= self.capacity:
+                size = self.allocated_rows
+                while size < want:
+                    size *= 2
+                self._alloc(min(size, self.capacity))
+        short = k - len(self._free)
+        if short > 0:
+            self._evict_lru(short, protect)
+        taken = [self._free.pop() for _ in range(k)]
+        return np.asarray(taken, dtype=np.int64)
+
+    def _evict_lru(self, k: int, protect: np.ndarray) -> None:
+        used = np.fromiter(self._rows.values(), dtype=np.int64)
+        cand = np.setdiff1d(used, protect, assume_unique=True)
+        if cand.size < k:
+            raise ValueError(
+                f"a tick with more distinct endpoints than capacity={self.capacity}; raise the capacity "
+                "or shard the Monitor by endpoint")
+        order = np.argpartition(self.last_ts[cand], k - 1)[:k] if k < cand.size else np.arange(cand.size)
+        victims = cand[order]
+        self._release(victims)
+        self.evicted_capacity += int(victims.size)
+
+    def _release(self, rows: np.ndarray) -> None:
+        for r in rows.tolist():
+            e = self.ids[r]
+            if e is not None:
+                del self._rows[e]
+            self.ids[r] = None
+        self.reset(rows)
+        self._free.extend(rows.tolist())
+
+    def reset(self, rows: np.ndarray) -> None:
+        """Forget the history of ``rows`` (clock reset, eviction)."""
+        self.values[rows] = np.nan
+        self.ts[rows] = np.nan
+        self.head[rows] = 0
+        self.count[rows] = 0
+        self.last_ts[rows] = -np.inf
+        self.capabilities[rows] = False
+
+    def evict_idle(self) -> int:
+        """Drop endpoints idle for longer than ``idle_timeout_s`` of sample time; returns how many."""
+        if self.idle_timeout_s is None or not self._rows:
+            return 0
+        limit = self.max_ts - self.idle_timeout_s
+        idle = np.flatnonzero((self.last_ts < limit) & (self.last_ts > -np.inf))
+        if idle.size:
+            self._release(idle)
+            self.evicted_idle += int(idle.size)
+        return int(idle.size)
+
+    def evict(self, endpoint_ids: Iterable[str]) -> int:
+        rows = self.lookup(endpoint_ids)
+        rows = rows[rows >= 0]
+        if rows.size:
+            self._release(rows)
+        return int(rows.size)
+
+    # -- data -------------------------------------------------------------
+    def append(self, rows: np.ndarray, ts: np.ndarray, values: np.ndarray) -> None:
+        """Write one sample per row (rows unique): ``ts`` (n,), ``values`` (n, M)."""
+        slot = self.head[rows]
+        self.values[rows, slot] = values
+        self.ts[rows, slot] = ts
+        self.head[rows] = (slot + 1) % self.window
+        self.count[rows] += 1
+        self.last_ts[rows] = ts
+        self.capabilities[rows] |= ~np.isnan(values)
+        if ts.size:
+            self.max_ts = max(self.max_ts, float(ts.max()))
+
+    def window_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Chronological windows (oldest first): values (n, W, M) float32, ts (n, W)."""
+        idx = (self.head[rows][:, None] + np.arange(self.window)) % self.window
+        r = rows[:, None]
+        return self.values[r, idx], self.ts[r, idx]
+
+    # -- state ----------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Arrays of the used rows, for ``Monitor.snapshot`` (npz, no pickle)."""
+        rows = np.fromiter(self._rows.values(), dtype=np.int64)
+        ids = np.array(list(self._rows), dtype=str) if rows.size else np.array([], dtype=str)
+        return {
+            "ids": ids, "values": self.values[rows], "ts": self.ts[rows], "head": self.head[rows],
+            "count": self.count[rows], "last_ts": self.last_ts[rows], "caps": self.capabilities[rows],
+            "counters": np.array([self.evicted_idle, self.evicted_capacity], dtype=np.int64),
+            "max_ts": np.array(self.max_ts),
+        }
+
+    def load_state(self, st: Mapping[str, np.ndarray]) -> None:
+        n = int(st["ids"].shape[0])
+        if st["values"].shape[1:] != (self.window, self.n_metrics):
+            raise ValueError(f"snapshot window/metrics {st['values'].shape[1:]} do not match the store "
+                             f"({self.window}, {self.n_metrics})")
+        self._rows.clear()
+        self._free.clear()
+        self.values = None  # type: ignore[assignment]
+        size = 1
+        while size < max(n, 1):
+            size *= 2
+        self._alloc(min(max(size, 256), self.capacity) if n <= self.capacity else n)
+        rows = np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
+        self.values[rows] = st["values"]
+        self.ts[rows] = st["ts"]
+        self.head[rows] = st["head"]
+        self.count[rows] = st["count"]
+        self.last_ts[rows] = st["last_ts"]
+        self.capabilities[rows] = st["caps"]
+        ids = [str(e) for e in st["ids"]]
+        self.ids[rows] = np.array(ids, dtype=object)
+        self._rows = dict(zip(ids, rows.tolist()))
+        self.evicted_idle, self.evicted_capacity = (int(v) for v in st["counters"])
+        self.max_ts = float(st["max_ts"])
