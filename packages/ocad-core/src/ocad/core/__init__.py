@@ -1,10 +1,28 @@
-"""OCAD core: samples → validation → windows → features → detectors → composite → alerts."""
+"""OCAD core: probe samples → validation → windows → features → detectors → composite → alerts.
+
+The one import an embedding application needs::
+
+    from ocad.core import Monitor
+
+    mon = Monitor.from_defaults()
+    for event in mon.observe(records):       # records: {"endpoint_id", "ts", <metric>: value}
+        print(event.event, event.alert.endpoint_id, event.alert.severity, event.alert.evidence)
+
+Each stage of the data flow lives in one private module: ``_validate`` (Validator),
+``_window`` (WindowStore), ``_features`` (FeatureEngine), detectors in ``_rules``,
+``_statistical`` and ``_changepoint``, ``_ensemble`` (CompositeDetector), ``_alerts``
+(AlertPolicy) and ``_monitor`` (Monitor), which wires them together.
+"""
 
 from __future__ import annotations
 
+from ._alerts import Alert, AlertEvent, AlertPolicy, AlertPolicyConfig
 from ._artifact import LoadedArtifact, find_artifacts, load_artifact, write_artifact
 from ._calibration import Calibration
+from ._changepoint import ChangepointDetector, pelt, pelt_last_change
+from ._config import MonitorConfig
 from ._detector_base import CalibratedDetector, RawScores
+from ._ensemble import CompositeDetector, CompositeOutput, DetectorHealth
 from ._errors import (
     OcadArtifactError,
     OcadConfigError,
@@ -13,32 +31,61 @@ from ._errors import (
     OcadPluginError,
     OcadValidationError,
 )
+from ._evaluation import EventMatch, alerts_from_events, match_events, summarize_matches
+from ._features import FeatureEngine
+from ._io import read_records, write_events
 from ._metrics import ORAN_METRICS, MetricKind, MetricRegistry, MetricSpec
+from ._monitor import Monitor
 from ._protocols import Detector, ModelArtifact, Scaler
 from ._registry import DetectorContext, PluginFailure, PluginInfo, PluginRegistry
+from ._rules import DEFAULT_THRESHOLDS, RuleDetector
 from ._scalers import RobustScaler, StandardScaler, scaler_from_dict
+from ._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
 from ._store import ModelStore
+from ._synthetic import FAULT_TYPES, EndpointInfo, FaultEvent, Fleet, generate_fleet
+from ._validate import Batch, ValidationStats, Validator
 from ._view import DetectorOutput, DetectorView, Evidence, FeatureFrame
+from ._window import WindowStore
 from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ORAN_METRICS",
+    "Alert",
+    "AlertEvent",
+    "AlertPolicy",
+    "AlertPolicyConfig",
+    "Batch",
     "CalibratedDetector",
     "Calibration",
+    "ChangepointDetector",
+    "CompositeDetector",
+    "CompositeOutput",
+    "ConcurrencyDetector",
+    "ContinuityDetector",
+    "DEFAULT_THRESHOLDS",
     "Detector",
     "DetectorContext",
+    "DetectorHealth",
     "DetectorOutput",
     "DetectorView",
+    "EndpointInfo",
+    "EventMatch",
     "Evidence",
+    "FAULT_TYPES",
+    "FaultEvent",
+    "FeatureEngine",
     "FeatureFrame",
+    "Fleet",
     "LoadedArtifact",
     "MetricKind",
     "MetricRegistry",
     "MetricSpec",
     "ModelArtifact",
     "ModelStore",
+    "Monitor",
+    "MonitorConfig",
+    "ORAN_METRICS",
     "OcadArtifactError",
     "OcadConfigError",
     "OcadDependencyError",
@@ -50,11 +97,24 @@ __all__ = [
     "PluginRegistry",
     "RawScores",
     "RobustScaler",
+    "RuleDetector",
     "Scaler",
+    "SpikeDetector",
     "StandardScaler",
+    "ValidationStats",
+    "Validator",
+    "WindowStore",
+    "alerts_from_events",
     "find_artifacts",
+    "generate_fleet",
     "hookimpl",
     "load_artifact",
+    "match_events",
+    "pelt",
+    "pelt_last_change",
+    "read_records",
     "scaler_from_dict",
+    "summarize_matches",
     "write_artifact",
+    "write_events",
 ]

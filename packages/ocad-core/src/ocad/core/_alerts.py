@@ -159,13 +159,19 @@ class AlertPolicy:
             mat[:, kinds.index(k)] |= ev[:, d]
         return mat, kinds
 
-    def update(self, endpoints: np.ndarray, ts: np.ndarray, comp: CompositeOutput) -> list[AlertEvent]:
-        """Advance the state of the N endpoints of one tick; returns the events, in endpoint order."""
+    def update(self, endpoints: np.ndarray, ts: np.ndarray, comp: CompositeOutput,
+               ready: np.ndarray | None = None) -> list[AlertEvent]:
+        """Advance the state of the N endpoints of one tick; returns the events, in endpoint order.
+
+        ``ready`` (N,) bool: endpoints whose window has warmed up; others cannot open alerts.
+        """
         cfg = self.config
         kmat, kinds = self.kinds_matrix(comp)
         nk = kmat.sum(axis=1)
         score = np.nan_to_num(comp.scores, nan=0.0)
         cond = (nk >= cfg.min_kinds) & (score >= cfg.open_threshold)
+        if ready is not None:
+            cond &= ready
         active = (nk >= 1) | (score >= cfg.open_threshold)
         cand = np.flatnonzero(cond | active)
         if self._states:

@@ -75,15 +75,33 @@ class Calibration:
         return cls(probs=(0.0, 1.0), quantiles=(0.0, 1.0), n=0, tail_scale=1.0)
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """Calibrated scores in [0, 1]; NaN stays NaN."""
+        """Calibrated scores in [0, 1]; NaN stays NaN.
+
+        Discrete raw scores (a failure count that is 0 on almost all normal samples) put
+        several quantiles on one value; such a value maps to the *middle* of its probability
+        mass (mid-p), not to its top, so "0 failures" is not scored as extreme.
+        """
         r = np.asarray(raw, dtype=np.float64)
         q = np.asarray(self.quantiles)
         p = np.asarray(self.probs)
-        out = np.interp(r, q, p)
-        top = r > q[-1]
+        u, first, counts = np.unique(q, return_index=True, return_counts=True)
+        p_lo = p[first]
+        p_hi = p[first + counts - 1]
+        # Between knots: interpolate from the top of the lower knot's mass to the bottom of the next.
+        xs = np.repeat(u, 2)
+        ys = np.column_stack([p_lo, p_hi]).ravel()
+        if u.size > 1:
+            out = np.interp(r, xs, ys)
+        else:
+            out = np.where(r < u[0], p_lo[0], p_hi[0])
+        idx = np.clip(np.searchsorted(u, r), 0, u.size - 1)
+        on_knot = u[idx] == r
+        out = np.where(on_knot, 0.5 * (p_lo[idx] + p_hi[idx]), out)
+        out = np.where(r < u[0], 0.0, out)
+        top = r > u[-1]
         if np.any(top):
             tail = 1.0 - p[-1]
-            out = np.where(top, 1.0 - tail * np.exp(-(r - q[-1]) / self.tail_scale), out)
+            out = np.where(top, 1.0 - tail * np.exp(-(r - u[-1]) / self.tail_scale), out)
         return np.where(np.isnan(r), np.nan, np.clip(out, 0.0, 1.0))
 
     def to_dict(self) -> dict[str, Any]:

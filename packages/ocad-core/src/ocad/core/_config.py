@@ -6,6 +6,7 @@ Example TOML::
     window = 32              # samples per endpoint window
     capacity = 100000        # endpoints held at once (LRU eviction beyond)
     idle_timeout_s = 3600    # evict endpoints silent this long (sample time)
+    warmup_samples = 16      # samples before an endpoint may alert (default: window // 2)
     clock_reset_s = 300      # a timestamp this far back restarts the endpoint's window
     time_budget_s = 0.5      # per detector per tick; over-budget detectors are skipped
     use_shipped_models = true
@@ -45,7 +46,7 @@ __all__ = ["MonitorConfig"]
 
 _MONITOR_KEYS = {
     "window", "capacity", "idle_timeout_s", "clock_reset_s", "time_budget_s", "use_shipped_models",
-    "metrics", "calibration", "max_consecutive_failures",
+    "metrics", "calibration", "max_consecutive_failures", "warmup_samples",
 }
 _TOP_KEYS = {"monitor", "metrics", "detectors", "alerts", "onnxruntime"}
 
@@ -74,6 +75,7 @@ class MonitorConfig:
     clock_reset_s: float = 300.0
     time_budget_s: float | None = None
     max_consecutive_failures: int = 3
+    warmup_samples: int | None = None
     use_shipped_models: bool = True
     metrics: tuple[str, ...] | None = None
     calibration: str | None = None
@@ -121,6 +123,8 @@ class MonitorConfig:
             kw["capacity"] = _pos_int("capacity", mon["capacity"])
         if "max_consecutive_failures" in mon:
             kw["max_consecutive_failures"] = _pos_int("max_consecutive_failures", mon["max_consecutive_failures"])
+        if "warmup_samples" in mon:
+            kw["warmup_samples"] = _pos_int("warmup_samples", mon["warmup_samples"])
         if "idle_timeout_s" in mon:
             kw["idle_timeout_s"] = _opt_pos_float("idle_timeout_s", mon["idle_timeout_s"])
         if "clock_reset_s" in mon:

@@ -96,6 +96,8 @@ class Monitor:
         self.composite = CompositeDetector(dets, weights, time_budget_s=cfg.time_budget_s,
                                            max_consecutive_failures=cfg.max_consecutive_failures)
         self.window = max(cfg.window, self.composite.window)
+        # Statistics of a half-empty window are noise: no alert opens before this many samples.
+        self.warmup_samples = cfg.warmup_samples if cfg.warmup_samples is not None else self.window // 2
         self.store = WindowStore(len(metrics), self.window, capacity=cfg.capacity,
                                  idle_timeout_s=cfg.idle_timeout_s)
         self.features = FeatureEngine(metrics)
@@ -262,7 +264,7 @@ class Monitor:
                 rows = rows[keep]
         view = self._view(rows, b)
         comp = self.composite.score(view)
-        events += self.policy.update(b.endpoint_id, b.ts, comp)
+        events += self.policy.update(b.endpoint_id, b.ts, comp, ready=view.counts >= self.warmup_samples)
         for sh in self.shadows:
             sh.observe_tick(view, b, comp, events)
         if self._score_sink is not None:

@@ -1,0 +1,117 @@
+"""Reading sample files for ``ocad detect`` and writing alert files.
+
+CSV needs nothing beyond the standard library; Parquet needs the ``io`` extra
+(pandas + pyarrow). Both wide (``endpoint_id, ts, <metric>...``) and long
+(``endpoint_id, ts, metric, value``) layouts are accepted. CSV cells are parsed
+as numbers; an empty cell is missing; a cell that is not a number is passed on
+as text, so validation rejects and counts it (``wrong_type``) instead of the
+reader guessing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ._alerts import AlertEvent
+from ._errors import OcadValidationError, require
+
+__all__ = ["read_records", "write_events"]
+
+
+def _cell(v: str) -> Any:
+    if v == "" or v.lower() in ("nan", "null", "none"):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of a CSV or Parquet file, in wide record form."""
+    p = Path(path)
+    if not p.is_file():
+        raise OcadValidationError("path", str(p), "file does not exist")
+    if p.suffix.lower() in (".parquet", ".pq"):
+        pd = require("pandas", "io", "reading Parquet")
+        require("pyarrow", "io", "reading Parquet")
+        df = pd.read_parquet(p)
+        rows: Iterable[dict[str, Any]] = (
+            {k: (None if _isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records"))
+        header = list(df.columns)
+    else:
+        f = open(p, newline="", encoding="utf-8")
+        reader = csv.DictReader(f)
+        header = list(reader.fieldnames or [])
+        rows = _csv_rows(reader, f)
+    for req in ("endpoint_id", "ts"):
+        if req not in header:
+            raise OcadValidationError(req, None, f"{p.name} has no {req!r} column (columns: {header})")
+    if "metric" in header and "value" in header:
+        return _long_to_wide(rows)
+    return list(rows)
+
+
+def _csv_rows(reader: csv.DictReader, f: Any) -> Iterator[dict[str, Any]]:
+    with f:
+        for r in reader:
+            out: dict[str, Any] = {}
+            for k, v in r.items():
+                if k in ("endpoint_id", "metric", "fault_type"):
+                    out[k] = v
+                else:
+                    out[k] = _cell(v) if isinstance(v, str) else v
+            yield out
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and v != v
+
+
+def _long_to_wide(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["endpoint_id"], r["ts"])
+        rec = merged.get(key)
+        if rec is None:
+            rec = merged[key] = {"endpoint_id": r["endpoint_id"], "ts": r["ts"]}
+        m = r.get("metric")
+        if isinstance(m, str) and m:
+            rec[m] = r.get("value")
+    return list(merged.values())
+
+
+def write_events(events: list[AlertEvent], path: str | os.PathLike[str]) -> Path:
+    """Write alert events as ``.json`` (list), ``.jsonl`` or ``.csv`` (by suffix)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        cols = ["event", "ts", "alert_id", "endpoint_id", "severity", "score", "peak_score", "opened_ts",
+                "resolved_ts", "kinds", "evidence"]
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            for ev in events:
+                a = ev.alert
+                evid = "; ".join(f"{e.detector}:{e.metric} obs={_fmt(e.observed)} exp={_fmt(e.expected)} "
+                                 f"c={e.contribution:.3f}" for e in a.evidence)
+                w.writerow([ev.event, ev.ts, a.alert_id, a.endpoint_id, a.severity, f"{a.score:.4f}",
+                            f"{a.peak_score:.4f}", a.opened_ts, a.resolved_ts if a.resolved_ts is not None else "",
+                            "+".join(a.kinds), evid])
+    elif suffix == ".jsonl":
+        with open(p, "w", encoding="utf-8") as f:
+            for ev in events:
+                f.write(json.dumps(ev.to_dict()) + "\n")
+    else:
+        p.write_text(json.dumps([ev.to_dict() for ev in events], indent=1), encoding="utf-8")
+    return p
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.4g}"

@@ -1,0 +1,262 @@
+"""The ``ocad`` command line: demo, detect, simulate, calibrate, plugins (+ plugin commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._errors import OcadError
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_fleet_args(p: argparse.ArgumentParser, endpoints: int, hours: float, seed: int) -> None:
+    p.add_argument("--endpoints", type=int, default=endpoints, help=f"endpoints to simulate (default {endpoints})")
+    p.add_argument("--hours", type=float, default=hours, help=f"hours of samples (default {hours})")
+    p.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between samples (default 5)")
+
+
+def _monitor(args: argparse.Namespace) -> Any:
+    from ._monitor import Monitor
+
+    if getattr(args, "model_dir", None):
+        return Monitor.from_model_dir(args.model_dir, args.config)
+    if getattr(args, "config", None):
+        return Monitor(args.config)
+    return Monitor.from_defaults(use_shipped_models=not getattr(args, "core_only", False))
+
+
+def run_fleet(mon: Any, fleet: Any, *, label: str = "scoring", progress: bool = True) -> list[Any]:
+    """Feed a generated fleet to a Monitor tick by tick; returns all alert events."""
+    from ._progress import Progress
+
+    events: list[Any] = []
+    n = len(fleet.ts)
+    with Progress(n, label, enabled=progress) as bar:
+        step = max(n // 200, 1)
+        for t in range(n):
+            ep, ts, vals = fleet.columns(t)
+            events += mon.observe_columns(ep, ts, vals)
+            if (t + 1) % step == 0:
+                bar.update(step)
+    return events
+
+
+def detector_contributions(events: Sequence[Any]) -> dict[str, float]:
+    """Share of each detector in the evidence of opened alerts (sums to 1)."""
+    tot: dict[str, float] = defaultdict(float)
+    for ev in events:
+        if ev.event == "open":
+            for e in ev.alert.evidence:
+                tot[e.detector] += e.contribution
+    s = sum(tot.values())
+    return {k: v / s for k, v in sorted(tot.items(), key=lambda kv: -kv[1])} if s else {}
+
+
+# -- commands -----------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ._evaluation import alerts_from_events, match_events, summarize_matches
+    from ._io import write_events
+    from ._synthetic import generate_fleet
+
+    print(f"Generating a fleet: {args.endpoints} endpoints x {args.hours} h every {args.interval} s "
+          f"(seed {args.seed}) with labelled faults ...", file=sys.stderr)
+    fleet = generate_fleet(args.endpoints, args.hours * 3600, args.interval, seed=args.seed)
+    mon = _monitor(args)
+    names = ", ".join(f"{d.name} ({d.kind})" for d in mon.detectors)
+    print(f"Detectors: {names}", file=sys.stderr)
+    events = run_fleet(mon, fleet)
+    alerts = alerts_from_events(events)
+    end = float(fleet.ts[-1])
+    matches, false = match_events(alerts, fleet.events, end_ts=end)
+    days = len(fleet.endpoints) * (end - float(fleet.ts[0]) + args.interval) / 86400.0
+    summary = summarize_matches(matches, false, len(alerts), days)
+    out = write_events(events, args.out)
+
+    print()
+    print(f"OCAD demo: {len(fleet.endpoints)} endpoints, {len(fleet.ts)} ticks, "
+          f"{len(fleet.events)} labelled fault events")
+    print(f"{'fault type':<15}{'events':>8}{'detected':>10}{'recall':>8}{'mean TTD s':>12}{'lead p50 s':>12}")
+    for ft, r in summary["per_fault_type"].items():
+        ttd = f"{r['mttd_s']:.0f}" if r["mttd_s"] is not None else "-"
+        lead = f"{r['lead_time_p50_s']:.0f}" if r["lead_time_p50_s"] is not None else "-"
+        print(f"{ft:<15}{r['events']:>8}{r['detected']:>10}{r['recall']:>8.2f}{ttd:>12}{lead:>12}")
+    print(f"{'all':<15}{summary['events']:>8}{summary['events_detected']:>10}{summary['event_recall']:>8.2f}")
+    print(f"alerts: {summary['alerts']}  false alerts: {summary['false_alerts']}  "
+          f"event precision: {summary['event_precision']:.2f}  "
+          f"false alerts per endpoint-day: {summary['false_alerts_per_endpoint_day']:.3f}")
+    contrib = detector_contributions(events)
+    if contrib:
+        print("detector contributions to opened alerts: "
+              + ", ".join(f"{k} {v:.0%}" for k, v in contrib.items()))
+    first = [ev for ev in events if ev.event == "open"][:3]
+    for ev in first:
+        a = ev.alert
+        ev_txt = "; ".join(f"{e.detector}/{e.metric}: {_num(e.observed)} vs {_num(e.expected)}"
+                           for e in a.evidence[:3])
+        print(f"  e.g. {a.severity:<8} {a.endpoint_id} at +{a.opened_ts - fleet.ts[0]:.0f}s "
+              f"score {a.score:.2f} [{'+'.join(a.kinds)}] {ev_txt}")
+    h = mon.health()
+    bad = {n: d["last_error"] for n, d in h["detectors"].items() if d["failures"] or d["disabled"]}
+    if bad:
+        print(f"detector problems: {bad}")
+    print(f"alert events written to {out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return 0
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ._synthetic import FAULT_TYPES, generate_fleet
+
+    faults: Any = True
+    if args.faults == "none":
+        faults = False
+    elif args.faults != "all":
+        faults = [f.strip() for f in args.faults.split(",")]
+        bad = [f for f in faults if f not in FAULT_TYPES]
+        if bad:
+            print(f"ocad simulate: unknown fault type(s) {bad}; choose from {list(FAULT_TYPES)}", file=sys.stderr)
+            return 2
+    fleet = generate_fleet(args.endpoints, args.hours * 3600, args.interval, seed=args.seed, faults=faults)
+    fleet.write_csv(args.out, long=args.long)
+    if args.events:
+        Path(args.events).write_text(json.dumps(fleet.events_table(), indent=1), encoding="utf-8")
+    print(f"wrote {len(fleet.endpoints)} endpoints x {len(fleet.ts)} samples to {args.out} "
+          f"({len(fleet.events)} fault events)")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from ._io import read_records, write_events
+
+    records = read_records(args.file)
+    mon = _monitor(args)
+    events = mon.observe(records)
+    out = args.out or (Path(args.file).with_suffix("").as_posix() + f".alerts.{args.format}")
+    write_events(events, out)
+    h = mon.health()["validation"]
+    opened = sum(ev.event == "open" for ev in events)
+    print(f"{len(records)} records, {h['values_rejected']} values rejected, {h['values_missing']} missing; "
+          f"{opened} alerts opened, {len(events)} events written to {out}")
+    if h["values_rejected"] or h["dropped_records"] or h["unknown_metrics"]:
+        print("validation: " + json.dumps({k: h[k] for k in ("rejected", "dropped_records", "unknown_metrics")}))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ._monitor import Monitor
+    from ._synthetic import generate_fleet
+
+    mon = Monitor(args.config) if args.config else Monitor.from_defaults(use_shipped_models=False)
+    if args.data:
+        from ._io import read_records
+
+        data: Any = read_records(args.data)
+    else:
+        fleet = generate_fleet(args.endpoints, args.hours * 3600, args.interval, seed=args.seed, faults=False)
+        data = fleet.iter_ticks()
+    doc = mon.calibrate(data)
+    doc["source"] = args.data or f"simulated: endpoints={args.endpoints} hours={args.hours} seed={args.seed}"
+    Path(args.out).write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
+    print(f"calibrated {sorted(doc['detectors'])} -> {args.out}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from ._monitor import Monitor
+    from ._registry import default_registry
+
+    reg = default_registry()
+    mon = Monitor(registry=reg)
+    print(f"{'plugin':<24}{'version':<12}source")
+    for p in reg.plugins():
+        print(f"{p.name:<24}{p.version:<12}{p.source}")
+    print()
+    print(f"{'detector':<24}{'kind':<14}metrics")
+    for d in mon.detectors:
+        print(f"{d.name:<24}{d.kind:<14}{','.join(d.metrics)}")
+    print()
+    print("metrics: " + ", ".join(mon.metrics.names()))
+    if reg.failures:
+        print()
+        print("FAILURES:")
+        for f in reg.failures:
+            print(f"  {f.plugin} ({f.stage}): {f.error}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._registry import default_registry
+
+    parser = argparse.ArgumentParser(prog="ocad", description="OCAD anomaly detection for network operations")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="simulate a fleet with faults, run the Monitor, summarise the alerts")
+    _add_fleet_args(p, endpoints=60, hours=6.0, seed=11)
+    p.add_argument("--out", default="ocad-demo-alerts.jsonl", help="alert events file (.jsonl/.json/.csv)")
+    p.add_argument("--json", help="also write the summary as JSON here")
+    p.add_argument("--core-only", action="store_true", help="no ML detectors even if installed")
+    p.add_argument("--config", help="Monitor config (TOML)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="write a generated fleet to CSV")
+    _add_fleet_args(p, endpoints=20, hours=2.0, seed=0)
+    p.add_argument("--out", required=True, help="CSV file")
+    p.add_argument("--long", action="store_true", help="long format (endpoint_id, ts, metric, value)")
+    p.add_argument("--faults", default="all", help="'all', 'none' or a comma list of fault types")
+    p.add_argument("--events", help="write the labelled fault events as JSON here")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("detect", help="run the Monitor over a CSV/Parquet file and write alert events")
+    p.add_argument("file", help="CSV or Parquet, wide or long format")
+    p.add_argument("--config", help="Monitor config (TOML)")
+    p.add_argument("--model-dir", help="trained artifacts / model store to use")
+    p.add_argument("--core-only", action="store_true", help="no ML detectors")
+    p.add_argument("--format", choices=("csv", "json", "jsonl"), default="csv")
+    p.add_argument("--out", help="output file (default: FILE.alerts.<format>)")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("calibrate", help="fit the core detectors' calibration on normal data")
+    _add_fleet_args(p, endpoints=80, hours=12.0, seed=3)
+    p.add_argument("--data", help="normal data file instead of simulating")
+    p.add_argument("--config", help="Monitor config (TOML)")
+    p.add_argument("--out", required=True, help="calibration JSON to write")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("plugins", help="list plugins, detectors, metrics and load failures")
+    p.set_defaults(func=cmd_plugins)
+
+    default_registry().add_cli_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except OcadError as exc:
+        print(f"ocad {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
