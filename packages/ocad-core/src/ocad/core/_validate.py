@@ -16,7 +16,8 @@ metric value ±inf                      rejected, reason ``non_finite``
 str / bytes / other types, or a bool   rejected, reason ``wrong_type`` (a numeric
 for a gauge / count metric             string is *not* parsed: "12" is a bug
                                        upstream, not a measurement)
-outside the metric's [low, high]       rejected, reason ``out_of_range``
+outside the metric's [low, high], or   rejected, reason ``out_of_range``
+an int too large for a float64
 boolean metric not 0/1                 rejected, reason ``out_of_range``
 count metric not an integer            rejected, reason ``not_integer``
 unknown metric key                     ignored, counted under ``unknown_metrics``
@@ -112,11 +113,16 @@ def _ts_value(v: Any, index: int | None) -> float:
                                       index=index)
         return v.timestamp()
     if isinstance(v, np.datetime64):
+        if np.isnat(v):
+            raise OcadValidationError("ts", v, "must be a time, not NaT", index=index)
         return float(v.astype("datetime64[ns]").astype(np.int64)) / 1e9
     if not isinstance(v, Real):
         raise OcadValidationError("ts", v, "must be epoch seconds (int/float) or a timezone-aware datetime",
                                   index=index)
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an int beyond float64
+        f = math.inf
     if not math.isfinite(f):
         raise OcadValidationError("ts", v, "must be finite", index=index)
     return f
@@ -176,15 +182,24 @@ class Validator:
             if not isinstance(e, str) or not e:
                 _check_endpoint(e, i)
         ts_arr = self._ts_column(ts, r)
-        out = np.full((r, len(self.names)), np.nan)
+        # Every column is checked before anything is counted: a refused batch leaves stats as they were.
+        cols: dict[int, np.ndarray] = {}
         for key, col in values.items():
             j = self._index.get(key)
             if j is None:
-                stats.unknown_metrics[key] += r
                 continue
-            arr = np.asarray(col)
+            try:
+                arr = np.asarray(col)
+            except (TypeError, ValueError) as exc:
+                raise OcadValidationError(key, type(col).__name__, f"not a column of values: {exc}") from None
             if arr.shape != (r,):
                 raise OcadValidationError(key, f"shape {arr.shape}", f"column must have shape ({r},)")
+            cols[j] = arr
+        for key in values:
+            if key not in self._index:
+                stats.unknown_metrics[key if isinstance(key, str) else repr(key)] += r
+        out = np.full((r, len(self.names)), np.nan)
+        for j, arr in cols.items():
             out[:, j] = self._coerce(self.specs[j], arr, stats)
         missing_cols = [n for n in self.names if n not in values]
         if missing_cols:
@@ -193,7 +208,10 @@ class Validator:
         return self._finish(ep, ts_arr, out, stats)
 
     def _ts_column(self, ts: Any, r: int) -> np.ndarray:
-        arr = np.asarray(ts)
+        try:
+            arr = np.asarray(ts)
+        except (TypeError, ValueError) as exc:
+            raise OcadValidationError("ts", type(ts).__name__, f"not a column of timestamps: {exc}") from None
         if arr.shape != (r,):
             raise OcadValidationError("ts", f"shape {arr.shape}", f"must have shape ({r},)")
         if np.issubdtype(arr.dtype, np.datetime64):
@@ -214,6 +232,10 @@ class Validator:
     def _coerce(self, spec: MetricSpec, col: Any, stats: ValidationStats) -> np.ndarray:
         is_bool = spec.kind is MetricKind.BOOLEAN
         arr = col if isinstance(col, np.ndarray) else None
+        # Values rejected here (wrong type, int too large for float64) are NaN in ``x`` and
+        # True in ``rejected``, so that _check_range does not count them as missing too.
+        rejected: np.ndarray | None = None
+        x: np.ndarray | None = None
         if arr is not None and arr.dtype.kind in "iuf":
             x = arr.astype(np.float64)
         elif arr is not None and arr.dtype.kind == "b":
@@ -226,11 +248,15 @@ class Validator:
             seq = list(col)
             types = set(map(type, seq))
             if types <= (_FAST_BOOL if is_bool else _FAST_NUM):
-                x = np.array([np.nan if v is None else float(v) for v in seq], dtype=np.float64) \
-                    if type(None) in types or bool in types else np.asarray(seq, dtype=np.float64)
-            else:
+                try:
+                    x = np.array([np.nan if v is None else float(v) for v in seq], dtype=np.float64) \
+                        if type(None) in types or bool in types else np.asarray(seq, dtype=np.float64)
+                except OverflowError:  # an int beyond float64: the loop below counts it
+                    x = None
+            if x is None:
                 x = np.empty(len(seq), dtype=np.float64)
-                wrong = 0
+                rejected = np.zeros(len(seq), dtype=bool)
+                wrong = huge = 0
                 for i, v in enumerate(seq):
                     if v is None:
                         x[i] = np.nan
@@ -239,24 +265,32 @@ class Validator:
                             x[i] = float(v)
                         else:
                             x[i] = np.nan
+                            rejected[i] = True
                             wrong += 1
                     elif isinstance(v, Real):
-                        x[i] = float(v)
+                        try:
+                            x[i] = float(v)
+                        except OverflowError:
+                            x[i] = np.nan
+                            rejected[i] = True
+                            huge += 1
                     else:
                         x[i] = np.nan
+                        rejected[i] = True
                         wrong += 1
                 if wrong:
                     stats.rejected[(spec.name, "wrong_type")] += wrong
-                    # Those NaNs are rejections, not missing values: account separately below.
-                    x = _mark_rejected(x, seq, is_bool)
-        return self._check_range(spec, x, stats)
+                if huge:
+                    stats.rejected[(spec.name, "out_of_range")] += huge
+        return self._check_range(spec, x, rejected, stats)
 
-    def _check_range(self, spec: MetricSpec, x: np.ndarray, stats: ValidationStats) -> np.ndarray:
-        was_rejected = x == _REJECT_MARK
-        x = np.where(was_rejected, np.nan, x)
-        nan = np.isnan(x) & ~was_rejected
+    def _check_range(self, spec: MetricSpec, x: np.ndarray, rejected: np.ndarray | None,
+                     stats: ValidationStats) -> np.ndarray:
+        nan = np.isnan(x)
+        if rejected is not None:
+            nan &= ~rejected
         inf = np.isinf(x)
-        finite = ~nan & ~inf & ~was_rejected
+        finite = np.isfinite(x)
         with np.errstate(invalid="ignore"):
             oor = finite & ((x < spec.low) | (x > spec.high))
             if spec.kind is MetricKind.BOOLEAN:
@@ -288,20 +322,3 @@ class Validator:
                 keep = np.sort(order[~dup])
                 batch = batch.take(keep)
         return batch
-
-
-# A value no real metric can take, used only between _coerce and _check_range to tell a
-# rejected value from a missing one without a second array.
-_REJECT_MARK = -1.2345678901234567e308
-
-
-def _mark_rejected(x: np.ndarray, seq: list[Any], is_bool: bool) -> np.ndarray:
-    for i, v in enumerate(seq):
-        if v is None:
-            continue
-        if isinstance(v, (bool, np.bool_)):
-            if not is_bool:
-                x[i] = _REJECT_MARK
-        elif not isinstance(v, Real):
-            x[i] = _REJECT_MARK
-    return x
