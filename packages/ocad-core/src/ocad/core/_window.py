@@ -102,13 +102,13 @@ class WindowStore:
         return rows
 
     def _take_rows(self, k: int, protect: np.ndarray) -> np.ndarray:
-        if len(self._free) < k:
+        if len(self._free) < k and self.allocated_rows < self.capacity:
+            # Grow as far as needed, up to the capacity; evict only what still does not fit.
             want = len(self._rows) + k
-            if want <= self.capacity:
-                size = self.allocated_rows
-                while size < want:
-                    size *= 2
-                self._alloc(min(size, self.capacity))
+            size = self.allocated_rows
+            while size < want:
+                size *= 2
+            self._alloc(min(size, self.capacity))
         short = k - len(self._free)
         if short > 0:
             self._evict_lru(short, protect)
