@@ -136,7 +136,9 @@ class PluginRegistry:
         """Call every implementation of ``hook`` separately; failures are recorded, not raised."""
         caller = getattr(self.pm.hook, hook)
         results: list[tuple[str, Any]] = []
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        # get_hookimpls() is in registration order (pluggy *calls* them in reverse): built-ins
+        # first, so a later plugin that reuses a metric or detector name is the one reported.
+        for impl in caller.get_hookimpls():
             try:
                 res = impl.function(*[kwargs[a] for a in impl.argnames])
             except Exception as exc:  # noqa: BLE001
