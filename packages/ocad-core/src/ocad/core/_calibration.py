@@ -43,6 +43,7 @@ class Calibration:
     quantiles: tuple[float, ...] = attrs.field(converter=_tuple_floats)
     n: int = 0
     tail_scale: float = 1.0
+    _knots: tuple[np.ndarray, ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if len(self.probs) != len(self.quantiles) or len(self.probs) < 2:
@@ -53,6 +54,16 @@ class Calibration:
             raise ValueError("Calibration quantiles must be finite and non-decreasing")
         if not self.tail_scale > 0:
             raise ValueError("Calibration tail_scale must be > 0")
+        # Precomputed once: transform() runs for every detector and metric on every tick.
+        q = np.asarray(self.quantiles)
+        p = np.asarray(self.probs)
+        u, first, counts = np.unique(q, return_index=True, return_counts=True)
+        p_lo = p[first]
+        p_hi = p[first + counts - 1]
+        xs = np.repeat(u, 2)
+        ys = np.column_stack([p_lo, p_hi]).ravel()
+        ties = bool((counts > 1).any())
+        object.__setattr__(self, "_knots", (u, p_lo, p_hi, xs, ys, ties, float(1.0 - p[-1])))
 
     @classmethod
     def fit(cls, raw: np.ndarray, probs: tuple[float, ...] = DEFAULT_PROBS) -> Calibration:
@@ -82,27 +93,20 @@ class Calibration:
         mass (mid-p), not to its top, so "0 failures" is not scored as extreme.
         """
         r = np.asarray(raw, dtype=np.float64)
-        q = np.asarray(self.quantiles)
-        p = np.asarray(self.probs)
-        u, first, counts = np.unique(q, return_index=True, return_counts=True)
-        p_lo = p[first]
-        p_hi = p[first + counts - 1]
+        u, p_lo, p_hi, xs, ys, ties, tail = self._knots
         # Between knots: interpolate from the top of the lower knot's mass to the bottom of the next.
-        xs = np.repeat(u, 2)
-        ys = np.column_stack([p_lo, p_hi]).ravel()
-        if u.size > 1:
-            out = np.interp(r, xs, ys)
-        else:
-            out = np.where(r < u[0], p_lo[0], p_hi[0])
-        idx = np.clip(np.searchsorted(u, r), 0, u.size - 1)
-        on_knot = u[idx] == r
-        out = np.where(on_knot, 0.5 * (p_lo[idx] + p_hi[idx]), out)
+        out = np.interp(r, xs, ys) if u.size > 1 else np.where(r < u[0], p_lo[0], p_hi[0])
+        if ties:
+            idx = np.minimum(np.searchsorted(u, r), u.size - 1)
+            on_knot = u[idx] == r
+            if on_knot.any():
+                out = np.where(on_knot, 0.5 * (p_lo[idx] + p_hi[idx]), out)
         out = np.where(r < u[0], 0.0, out)
         top = r > u[-1]
-        if np.any(top):
-            tail = 1.0 - p[-1]
-            out = np.where(top, 1.0 - tail * np.exp(-(r - u[-1]) / self.tail_scale), out)
-        return np.where(np.isnan(r), np.nan, np.clip(out, 0.0, 1.0))
+        if top.any():
+            with np.errstate(over="ignore"):
+                out = np.where(top, 1.0 - tail * np.exp(-(r - u[-1]) / self.tail_scale), out)
+        return np.minimum(np.maximum(out, 0.0), 1.0)  # NaN propagates through min/max
 
     def to_dict(self) -> dict[str, Any]:
         return {"probs": list(self.probs), "quantiles": list(self.quantiles), "n": self.n,

@@ -16,6 +16,7 @@ of the raw score, e.g. a Gaussian tail for z-scores).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -39,6 +40,7 @@ class RawScores:
     expected: np.ndarray  # (N, K)
 
 
+@functools.lru_cache(maxsize=4)
 def gaussian_tail_calibration(two_sided: bool = False) -> Calibration:
     """Calibration of a standard-normal z-score (one- or two-sided |z|)."""
     zs = np.linspace(0.0, 6.0, 61)

@@ -104,48 +104,50 @@ class FeatureEngine:
             raise ValueError(f"values have {m} metrics, the engine was built for {len(self.specs)}")
         if n == 0:
             return FeatureFrame(self.names, np.empty((0, len(self.names))))
-        x = np.ascontiguousarray(np.transpose(values, (0, 2, 1)), dtype=np.float64)  # (N, M, W)
+        # float32 (N, M, W): half the memory traffic of float64; reductions accumulate in float64
+        # where cancellation could matter (means), and work on centred values elsewhere.
+        x = np.ascontiguousarray(np.transpose(values, (0, 2, 1)), dtype=np.float32)
         valid = ~np.isnan(x)
+        validf = valid.astype(np.float32)
         cnt = valid.sum(axis=2)  # (N, M)
         has = cnt > 0
         safe_cnt = np.maximum(cnt, 1)
-        x0 = np.where(valid, x, 0.0)
+        x0 = np.where(valid, x, np.float32(0.0))
+        flat = x.reshape(n * m, w)
+        base_idx = np.arange(n * m) * w
 
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = x0.sum(axis=2) / safe_cnt
-            dev = np.where(valid, x - mean[..., None], 0.0)
-            std = np.sqrt((dev * dev).sum(axis=2) / safe_cnt)
+            mean = x0.sum(axis=2, dtype=np.float64) / safe_cnt
+            dev = (x0 - mean.astype(np.float32)[..., None]) * validf
+            std = np.sqrt(np.einsum("nmw,nmw->nm", dev, dev, dtype=np.float64) / safe_cnt)
 
             # Percentiles from one sort: NaN sorts last, so the first cnt entries are valid.
-            srt = np.sort(x, axis=2)
-            q = _quantiles(srt, cnt, (0.25, 0.5, 0.75, 0.95, 0.99))
-            q25, med, q75, p95, p99 = q
-            scale = np.maximum.reduce([(q75 - q25) / 1.349, self.rel_floor * np.abs(med),
-                                       np.full_like(med, self.abs_floor)])
+            srt = np.sort(flat, axis=1).ravel()
+            q25, med, q75, p95, p99 = _quantiles(srt, base_idx, cnt.ravel(), (0.25, 0.5, 0.75, 0.95, 0.99))
+            q25, med, q75, p95, p99 = (a.reshape(n, m) for a in (q25, med, q75, p95, p99))
+            scale = np.maximum(np.maximum((q75 - q25) / 1.349, self.rel_floor * np.abs(med)), self.abs_floor)
 
             # Newest valid value.
-            rev_valid = valid[..., ::-1]
-            last_pos = w - 1 - np.argmax(rev_valid, axis=2)
-            last = np.take_along_axis(x, last_pos[..., None], axis=2)[..., 0]
+            last_pos = w - 1 - np.argmax(valid[..., ::-1], axis=2)
+            last = flat.ravel()[base_idx + last_pos.ravel()].reshape(n, m).astype(np.float64)
 
             # EWMA as a normalised weighted mean: equals the recursion and skips NaNs.
-            wts = self.alpha * (1.0 - self.alpha) ** np.arange(w - 1, -1, -1, dtype=np.float64)
-            wv = valid * wts
-            ewma = (x0 * wts).sum(axis=2) / wv.sum(axis=2)
+            wts = (self.alpha * (1.0 - self.alpha) ** np.arange(w - 1, -1, -1)).astype(np.float32)
+            ewma = (x0 @ wts).astype(np.float64) / (validf @ wts)
 
-            # Slope against time (per second).
-            t = np.broadcast_to(ts[:, None, :], x.shape)
-            tv = np.where(valid, t, 0.0)
-            tmean = tv.sum(axis=2) / safe_cnt
-            tc = np.where(valid, t - tmean[..., None], 0.0)
-            slope = (tc * dev).sum(axis=2) / (tc * tc).sum(axis=2)
+            # Slope against sample time (per second), time relative to the newest slot.
+            t = ts - ts[:, -1:]
+            t = np.where(np.isfinite(t), t, 0.0).astype(np.float32)[:, :, None]  # (N, W, 1)
+            st = (validf @ t)[..., 0].astype(np.float64)
+            stt = (validf @ (t * t))[..., 0].astype(np.float64)
+            sdt = (dev @ t)[..., 0].astype(np.float64)
+            slope = sdt / (stt - st * st / safe_cnt)
 
             # CUSUM of robust z with slack k, Lindley closed form.
-            z = np.where(valid, (x - med[..., None]) / scale[..., None], 0.0)
-            inc_p = np.where(valid, z - self.cusum_k, 0.0)
-            inc_n = np.where(valid, -z - self.cusum_k, 0.0)
-            cusum_pos = _lindley(inc_p)
-            cusum_neg = _lindley(inc_n)
+            z = (x0 - med.astype(np.float32)[..., None]) / scale.astype(np.float32)[..., None]
+            k = np.float32(self.cusum_k)
+            cusum_pos = _lindley((z - k) * validf)
+            cusum_neg = _lindley((-z - k) * validf)
             z_last = (last - med) / scale
 
         out = np.empty((n, len(self.names)), dtype=np.float64)
@@ -171,7 +173,7 @@ class FeatureEngine:
                 bad, good = vj & (xj > 0), vj & (xj == 0)
                 run = _tail_run(bad, good)
                 out[:, col] = np.where(h, run, np.nan)
-                out[:, col + 1] = np.where(h, np.where(vj, xj, 0.0).sum(axis=1), np.nan)
+                out[:, col + 1] = np.where(h, x0[:, j, :].sum(axis=1, dtype=np.float64), np.nan)
                 col += 2
                 elevated += (h & (last[:, j] > 0)).astype(np.int64)
             else:
@@ -181,8 +183,11 @@ class FeatureEngine:
         return FeatureFrame(self.names, out)
 
 
-def _quantiles(srt: np.ndarray, cnt: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
-    """Linear-interpolated quantiles (numpy's default method) of rows sorted with NaN last."""
+def _quantiles(srt: np.ndarray, base: np.ndarray, cnt: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """Linear-interpolated quantiles (numpy's default method) of rows sorted with NaN last.
+
+    ``srt`` is the flattened sorted array, ``base`` the offset of each row in it.
+    """
     res = []
     top = np.maximum(cnt - 1, 0)
     for qv in qs:
@@ -190,8 +195,8 @@ def _quantiles(srt: np.ndarray, cnt: np.ndarray, qs: tuple[float, ...]) -> list[
         lo = np.floor(pos).astype(np.int64)
         hi = np.minimum(lo + 1, top)
         frac = pos - lo
-        a = np.take_along_axis(srt, lo[..., None], axis=-1)[..., 0]
-        b = np.take_along_axis(srt, hi[..., None], axis=-1)[..., 0]
+        a = srt[base + lo].astype(np.float64)
+        b = srt[base + hi].astype(np.float64)
         res.append(np.where(cnt > 0, a + (b - a) * frac, np.nan))
     return res
 
@@ -199,7 +204,7 @@ def _quantiles(srt: np.ndarray, cnt: np.ndarray, qs: tuple[float, ...]) -> list[
 def _lindley(inc: np.ndarray) -> np.ndarray:
     """Final value of S_t = max(0, S_{t-1} + inc_t), S_0 = 0, along the last axis."""
     y = np.cumsum(inc, axis=-1)
-    return y[..., -1] - np.minimum(0.0, y.min(axis=-1))
+    return (y[..., -1] - np.minimum(0.0, y.min(axis=-1))).astype(np.float64)
 
 
 def _tail_run(bad: np.ndarray, good: np.ndarray) -> np.ndarray:

@@ -31,6 +31,11 @@ from ._view import DetectorView
 __all__ = ["ConcurrencyDetector", "ContinuityDetector", "SpikeDetector"]
 
 
+_FALLBACK_RATE = Calibration(probs=(0.0, 0.5, 0.99, 0.999), quantiles=(0.0, 0.0, 0.05, 0.1), tail_scale=0.05)
+_FALLBACK_COUNT = Calibration(probs=(0.0, 0.5, 0.99, 0.999), quantiles=(0.0, 0.0, 1.0, 2.0), tail_scale=1.0)
+_FALLBACK_CONCURRENCY = Calibration(probs=(0.0, 0.9, 0.999), quantiles=(0.0, 0.0, 1.0), tail_scale=0.5)
+
+
 def _params(det: CalibratedDetector, extra: Mapping[str, Any]) -> dict[str, Any]:
     return {"calibration": det.calibration_to_dict(), **extra}
 
@@ -126,9 +131,7 @@ class ContinuityDetector(CalibratedDetector):
 
     def fallback(self, metric: str) -> Calibration:
         # Without normal data: a failure rate of 10% / 3 misses in the window is already rare.
-        if self.kinds.get(metric) is MetricKind.BOOLEAN:
-            return Calibration(probs=(0.0, 0.5, 0.99, 0.999), quantiles=(0.0, 0.0, 0.05, 0.1), tail_scale=0.05)
-        return Calibration(probs=(0.0, 0.5, 0.99, 0.999), quantiles=(0.0, 0.0, 1.0, 2.0), tail_scale=1.0)
+        return _FALLBACK_RATE if self.kinds.get(metric) is MetricKind.BOOLEAN else _FALLBACK_COUNT
 
     def params_to_dict(self) -> dict[str, Any]:
         return _params(self, {})
@@ -153,7 +156,7 @@ class ConcurrencyDetector(CalibratedDetector):
         return RawScores(("concurrency",), raw, c[:, None], np.zeros((view.n, 1)))
 
     def fallback(self, metric: str) -> Calibration:
-        return Calibration(probs=(0.0, 0.9, 0.999), quantiles=(0.0, 0.0, 1.0), tail_scale=0.5)
+        return _FALLBACK_CONCURRENCY
 
     def params_to_dict(self) -> dict[str, Any]:
         return _params(self, {})
