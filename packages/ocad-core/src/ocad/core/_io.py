@@ -20,7 +20,10 @@ from typing import Any
 from ._alerts import AlertEvent
 from ._errors import OcadValidationError, require
 
-__all__ = ["read_records", "write_events"]
+__all__ = ["LABEL_COLUMNS", "read_records", "write_events"]
+
+#: Columns that carry labels, not measurements: read_records drops them (use them for evaluation).
+LABEL_COLUMNS = frozenset({"fault_type", "label"})
 
 
 def _cell(v: str) -> Any:
@@ -54,6 +57,9 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise OcadValidationError(req, None, f"{p.name} has no {req!r} column (columns: {header})")
     if "metric" in header and "value" in header:
         return _long_to_wide(rows)
+    drop = LABEL_COLUMNS & set(header)
+    if drop:
+        return [{k: v for k, v in r.items() if k not in drop} for r in rows]
     return list(rows)
 
 
