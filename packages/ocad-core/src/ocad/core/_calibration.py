@@ -95,7 +95,10 @@ class Calibration:
         r = np.asarray(raw, dtype=np.float64)
         u, p_lo, p_hi, xs, ys, ties, tail = self._knots
         # Between knots: interpolate from the top of the lower knot's mass to the bottom of the next.
-        out = np.interp(r, xs, ys) if u.size > 1 else np.where(r < u[0], p_lo[0], p_hi[0])
+        if u.size > 1:
+            out = np.interp(r, xs, ys)
+        else:  # one distinct quantile; NaN compares False both ways and must stay NaN, not p_hi
+            out = np.where(r < u[0], p_lo[0], np.where(r >= u[0], p_hi[0], np.nan))
         if ties:
             idx = np.minimum(np.searchsorted(u, r), u.size - 1)
             on_knot = u[idx] == r
