@@ -87,7 +87,7 @@ class Monitor:
         self.metrics = metrics
         self.context = DetectorContext(metrics=metrics, window=cfg.window, detector_options=cfg.detectors,
                                        use_shipped_models=cfg.use_shipped_models,
-                                       session_options=cfg.onnxruntime)
+                                       session_options=cfg.onnxruntime, strict=strict)
         dets = list(detectors) if detectors is not None else self.registry.detectors(self.context, strict=strict)
         dets += list(extra_detectors)
         dets = [d for d in dets if cfg.enabled(d.name)]
@@ -105,6 +105,8 @@ class Monitor:
         self.policy = AlertPolicy(cfg.alerts)
         self.stats = ValidationStats()
         self.shadows: list[Any] = []
+        # Artifacts a plugin skipped (not strict); from_model_dir adds the ones that failed to load.
+        self.artifact_errors: list[str] = self.context.artifact_errors
         self._score_sink: list[dict[str, np.ndarray]] | None = None
 
     # -- construction -----------------------------------------------------
@@ -159,7 +161,7 @@ class Monitor:
         probe = cls(cfg, registry=reg, strict=strict)
         extra = reg.artifact_detectors(arts, probe.context, strict=strict)
         mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict)
-        mon.artifact_errors = bad
+        mon.artifact_errors = [*bad, *probe.context.artifact_errors, *mon.artifact_errors]
         return mon
 
     def _load_default_calibration(self, dets: Sequence[Any]) -> None:

@@ -41,13 +41,21 @@ class PluginInfo:
 
 @attrs.frozen
 class DetectorContext:
-    """What a plugin's ``ocad_detectors`` hook gets to build its detectors."""
+    """What a plugin's ``ocad_detectors`` hook gets to build its detectors.
+
+    ``strict`` is True when the Monitor must refuse to start on any failure: a
+    plugin that would skip a broken artifact and go on should raise instead.
+    Otherwise it appends a message per skipped artifact to ``artifact_errors``
+    (the Monitor's ``health()["artifact_errors"]``) and builds the rest.
+    """
 
     metrics: MetricRegistry
     window: int
     detector_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     use_shipped_models: bool = True
     session_options: Mapping[str, Any] = attrs.field(factory=dict)
+    strict: bool = False
+    artifact_errors: list[str] = attrs.field(factory=list)
 
     def options(self, name: str) -> dict[str, Any]:
         """The ``[detectors.<name>]`` config table (without ``enabled`` / ``weight``)."""

@@ -104,6 +104,11 @@ def ocad_artifact_detectors(
     ``manifest["kind"]`` this plugin understands; ignore the others. Verification
     of hashes and paths has already happened; loading the model file (e.g. an
     ONNX session) is the plugin's job and must run no code from the artifact.
+
+    One unusable artifact must not cost the plugin its other detectors: skip it
+    and append a message to ``context.artifact_errors`` (shown in
+    ``Monitor.health()["artifact_errors"]``), unless ``context.strict`` is true,
+    in which case raise (the Monitor then refuses to start).
     """
 
 
