@@ -8,11 +8,10 @@ Two pieces live here:
   :func:`pelt_last_change`, a batched form that finds the start of the last
   segment of many short windows at once.
 * :class:`ChangepointDetector` — the built-in ``"drift"`` detector. Per gauge metric
-  and endpoint it standardises the window against its older part (the baseline),
-  runs a one-sided CUSUM over the newer part, and for the few endpoints whose
-  CUSUM is already elevated asks PELT where the mean shifted, to report
-  before/after means as evidence and to score shifts the baseline has partly
-  absorbed.
+  and endpoint it standardises the window against its older part (the baseline)
+  and runs a one-sided CUSUM over the newer part; for the few endpoints that
+  score high it asks PELT where the mean shifted, to report the means before and
+  after the change as evidence.
 
 Nothing here imports ruptures: it is only the reference the tests compare with.
 """
@@ -20,6 +19,7 @@ Nothing here imports ruptures: it is only the reference the tests compare with.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,14 +30,17 @@ from ._calibration import Calibration
 from ._detector_base import CalibratedDetector, RawScores
 from ._errors import OcadConfigError
 from ._metrics import MetricKind, MetricSpec
-from ._view import DetectorView
+from ._view import DetectorOutput, DetectorView
 
 __all__ = ["ChangepointDetector", "pelt", "pelt_last_change"]
 
-PARAMS_FORMAT = "ocad.changepoint/1"
+# Version 2: winsorised baseline and CUSUM-only raw scores; tables fitted for
+# version 1 (MAD baseline, PELT-boosted raw scores) do not apply.
+PARAMS_FORMAT = "ocad.changepoint/2"
 
-# MAD → standard deviation for Gaussian data.
+# MAD → standard deviation, and mean absolute deviation → standard deviation, for Gaussian data.
 _MAD_TO_SIGMA = 1.4826
+_SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
 # A scale is never below this fraction of the baseline level: a metric that sat at
 # exactly one value (MAD 0) on an endpoint and a fleet without a fitted floor would
 # otherwise turn one quantisation step into a huge z-score.
@@ -205,16 +208,20 @@ def pelt(signal: np.ndarray, penalty: float, *, min_size: int = 2, jump: int = 1
     return bkps[::-1]
 
 
-def pelt_last_change(values: np.ndarray, penalty: float, *, min_size: int = 2) -> np.ndarray:
+def pelt_last_change(
+    values: np.ndarray, penalty: float, *, min_size: int = 2, exact_ties: bool = False
+) -> np.ndarray:
     """Start of the last segment found by :func:`pelt` in each row of ``values``.
 
     Vectorised over rows (one pass over the W time steps, every row at once), so
     it is cheap for windows of W <= 64 even for thousands of rows. The decisions are
-    those of ``pelt(row, penalty, min_size=min_size, jump=1)``.
+    those of ``pelt(row, penalty, min_size=min_size, jump=1)`` except where two
+    segmentations tie exactly (integer-valued data), where either optimum may be
+    returned unless ``exact_ties`` is set.
 
-    NaN handling: each row's NaNs are dropped (the remaining samples are taken as
-    consecutive) before the search, and the answer is mapped back to the row's own
-    positions.
+    NaN handling: each row's NaNs (and infinities) are dropped, the remaining
+    samples taken as consecutive, before the search; the answer is mapped back to
+    the row's own positions.
 
     Parameters
     ----------
@@ -224,6 +231,10 @@ def pelt_last_change(values: np.ndarray, penalty: float, *, min_size: int = 2) -
         As for :func:`pelt`.
     min_size:
         Minimum segment length.
+    exact_ties:
+        Hand the rows that meet a tie to :func:`pelt`, which breaks ties bit for bit
+        as ruptures does. Off by default: with discrete data nearly every row ties,
+        and the scalar path is about 100 times slower; both answers are optimal.
 
     Returns
     -------
@@ -268,6 +279,8 @@ def pelt_last_change(values: np.ndarray, penalty: float, *, min_size: int = 2) -
     admissible = np.zeros((n_rows, w + 1), dtype=bool)
     admissible[:, 0] = True
     rows = np.arange(n_rows)
+    tol = (1e-9 * (c2[rows, length] + pen) + 1e-300)[:, None]  # as in pelt()
+    tied = np.zeros(n_rows, dtype=bool)
     for s in range(min_size, w + 1):
         newest = s - min_size
         if newest >= min_size:
@@ -280,10 +293,19 @@ def pelt_last_change(values: np.ndarray, penalty: float, *, min_size: int = 2) -
         j = np.argmin(vals, axis=1)
         best[:, s] = vals[rows, j]
         prev[:, s] = j
-        admissible[:, :m] &= vals <= best[:, s, None] + pen
+        limit = best[:, s, None] + pen
+        admissible[:, :m] &= vals <= limit
+        if exact_ties:
+            near = np.sum(vals <= best[:, s, None] + tol, axis=1) > 1
+            edge = np.any(np.abs(vals - limit) <= tol, axis=1)
+            tied |= (near | edge) & (s <= length)
 
     ok = length >= 2 * min_size
     last = prev[rows, np.minimum(length, w)]
+    # Rows that met a tie go through pelt(), which breaks ties as ruptures does.
+    for i in np.flatnonzero(tied & ok):
+        bkps = pelt(v[i, valid[i]], pen, min_size=min_size)
+        last[i] = bkps[-2] if len(bkps) > 1 else 0
     found = ok & (last > 0)
     out[found] = order[found, last[found]]
     return out
@@ -294,37 +316,45 @@ def pelt_last_change(values: np.ndarray, penalty: float, *, min_size: int = 2) -
 # ---------------------------------------------------------------------------
 
 
-def _nanmedian_axis1(a: np.ndarray) -> np.ndarray:
-    """Median over axis 1 ignoring NaN, vectorised (NaN where a slice is all NaN).
+def _nanmedian_last(a: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN, vectorised (NaN where a slice is all NaN).
 
     ``np.nanmedian`` falls back to slow paths for NaN-bearing inputs; sorting puts
     NaN last, so the median is read at positions given by each slice's count.
     """
-    srt = np.sort(a, axis=1)
-    cnt = np.sum(~np.isnan(a), axis=1, keepdims=True)
-    lo = np.take_along_axis(srt, np.maximum((cnt - 1) // 2, 0), axis=1)
-    hi = np.take_along_axis(srt, cnt // 2, axis=1)
+    srt = np.sort(a, axis=-1)
+    cnt = np.sum(~np.isnan(a), axis=-1, keepdims=True)
+    lo = np.take_along_axis(srt, np.maximum((cnt - 1) // 2, 0), axis=-1)
+    hi = np.take_along_axis(srt, cnt // 2, axis=-1)
     med = 0.5 * (lo + hi)
-    return np.where(cnt > 0, med, np.nan)[:, 0]
+    return np.where(cnt > 0, med, np.nan)[..., 0]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _positive(name: str) -> Any:
     def check(inst: Any, attr: Any, value: float) -> None:
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        if not (_is_real(value) and value > 0):
             raise OcadConfigError(f"detectors.changepoint.{name} = {value!r}: must be a finite number > 0")
 
     return check
 
 
 def _check_window(inst: Any, attr: Any, value: int) -> None:
-    if not isinstance(value, int) or value < 8:
-        raise OcadConfigError(f"detectors.changepoint.window = {value!r}: must be an integer >= 8")
+    if not _is_int(value) or value < 6:
+        raise OcadConfigError(f"detectors.changepoint.window = {value!r}: must be an integer >= 6")
 
 
 def _check_baseline(inst: ChangepointDetector, attr: Any, value: int | None) -> None:
     if value is None:
         return
-    if not isinstance(value, int) or not 3 <= value <= inst.window - 2:
+    if not _is_int(value) or not 3 <= value <= inst.window - 2:
         raise OcadConfigError(
             f"detectors.changepoint.baseline_window = {value!r}: must be an integer in "
             f"[3, window - 2] = [3, {inst.window - 2}] (or unset for window // 2)"
@@ -332,13 +362,18 @@ def _check_baseline(inst: ChangepointDetector, attr: Any, value: int | None) -> 
 
 
 def _check_k(inst: Any, attr: Any, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+    if not (_is_real(value) and value >= 0):
         raise OcadConfigError(f"detectors.changepoint.k = {value!r}: must be a finite number >= 0")
 
 
 def _check_penalty(inst: Any, attr: Any, value: float | None) -> None:
     if value is not None:
         _positive("penalty")(inst, attr, value)
+
+
+def _check_level(inst: Any, attr: Any, value: float) -> None:
+    if not (_is_real(value) and 0 < value <= 1):
+        raise OcadConfigError(f"detectors.changepoint.pelt_level = {value!r}: must be in (0, 1]")
 
 
 def _check_lower(inst: ChangepointDetector, attr: Any, value: tuple[str, ...]) -> None:
@@ -356,38 +391,54 @@ def _str_tuple(v: Iterable[str]) -> tuple[str, ...]:
     return tuple(str(m) for m in v)
 
 
+def _row_mean(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of ``a`` where ``mask``; NaN where the mask is empty."""
+    cnt = mask.sum(axis=-1)
+    total = np.where(mask, a, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, total / np.maximum(cnt, 1), np.nan)
+
+
 @attrs.define
 class ChangepointDetector(CalibratedDetector):
     """Sustained shifts and drifts of gauge metrics (kind ``"drift"``).
 
     For each metric and endpoint, on the last ``window`` samples (oldest first):
 
-    1. **Baseline.** The oldest ``baseline_window`` samples give a level (median)
-       and a robust scale (MAD x 1.4826). The scale is at least the fitted
-       ``scale_floor_[metric]`` (a fraction of the fleet's typical scale), so an
-       endpoint that happened to be flat does not turn tiny wiggles into huge
-       z-scores.
-    2. **CUSUM.** Samples are standardised, ``z = (x - level) / scale`` with the
-       sign flipped for ``lower_is_worse`` metrics, and clipped to ``±clip``: one
-       spike is the spike detector's evidence, and since an alert needs two kinds
-       of evidence, the drift detector must not count it again. A one-sided CUSUM
-       ``S = max(0, S + z - k)`` runs over the recent samples; the raw score is the
-       final ``S`` (robust sigmas accumulated beyond ``k``), which is high while a
-       shift or a ramp lasts and decays once it is over. Its null distribution
-       hardly depends on the number of recent samples, so no length normalisation.
-    3. **PELT confirmation.** Only where ``S >= pelt_gate`` (a few percent of normal
-       endpoints; the anomalous ones), :func:`pelt_last_change` looks for the last
-       mean shift in the standardised window. If the last segment is higher (worse)
-       than what came before it, the evidence becomes "mean before the change →
-       mean after", and the raw score becomes ``max(S, n_after * (shift - k))``:
-       the CUSUM of the new segment against the pre-change level, which keeps a
-       step visible once it has started to leak into the baseline.
+    1. **Baseline.** The oldest ``baseline_window`` samples give a level and a
+       scale. Both are winsorised at 3 robust sigmas (MAD x 1.4826) around the
+       median: the level is the mean of the winsorised samples and the scale
+       1.2533 x their mean absolute deviation. They resist a few outliers like the
+       median and MAD do, but are about twice as efficient on 16 samples, and the
+       noise of a 16-sample baseline is what dominates the CUSUM's false alarms: on
+       synthetic Gaussian fleets this raised the detection of a 2-sigma shift over
+       the last third of the window from 65 % to 84 % at the same false-alarm rate.
+       The scale is at least ``scale_floor_[metric]`` (fitted: a fraction of the
+       fleet's typical scale), so an endpoint that happened to be flat does not
+       turn tiny wiggles into huge z-scores.
+    2. **CUSUM.** ``z = (x - level) / scale``, sign flipped for ``lower_is_worse``
+       metrics, clipped to ``±clip``: one spike is the spike detector's evidence,
+       and as an alert needs two kinds of evidence, the drift detector must not
+       count it again. A one-sided CUSUM ``S = max(0, S + z - k)`` runs over the
+       recent samples; the raw score is the final ``S`` (robust sigmas accumulated
+       beyond ``k``), high while a shift or a ramp lasts and decaying once it is
+       over. Its null distribution hardly depends on how many recent samples
+       there are, so it is not normalised by their number.
+    3. **PELT for the evidence.** In :meth:`score`, only for the (endpoint, metric)
+       pairs whose calibrated score reaches ``pelt_level`` (about 1 % of normal
+       ones, plus the anomalous), :func:`pelt_last_change` finds the last mean
+       shift of the standardised window. When the last segment is worse than what
+       came before it, the evidence becomes ``expected`` = mean before the change,
+       ``observed`` = mean after it, which measures a step better than the
+       window halves do. PELT does not change the score: letting its two-sample
+       statistic raise the raw score made the null tail heavier (the 0.999
+       quantile of the raw score went from 18 to 34) and halved the detection of
+       2-sigma shifts, while the CUSUM already peaks on the same segments.
 
-    Evidence per metric: ``observed`` is the recent mean (or the post-change mean),
-    ``expected`` the baseline median (or the pre-change mean), in the metric's unit.
-    Time is counted in samples, not seconds (the window store samples at a fixed
-    cadence per endpoint); a slope term adds nothing a CUSUM over the recent samples
-    does not already see in a ramp, so there is none.
+    Evidence otherwise: ``observed`` is the mean of the recent samples and
+    ``expected`` the baseline level, in the metric's unit. Time is counted in
+    samples, not seconds (the window store holds one sample per probe interval);
+    a slope term adds nothing that the CUSUM does not already see in a ramp.
 
     NaN (cannot judge): a metric the endpoint does not report; fewer than
     ``window // 2`` valid samples in the window, fewer than 3 in the baseline or 2
@@ -399,7 +450,7 @@ class ChangepointDetector(CalibratedDetector):
         Gauge metrics (:attr:`MetricKind.GAUGE`) to watch. :meth:`from_specs` picks
         them, and their directions, from metric specs.
     window:
-        Samples used (the last ``window`` of the view), >= 8.
+        Samples used (the last ``window`` of the view), >= 6.
     baseline_window:
         The oldest samples of the window that form the baseline; default
         ``window // 2``.
@@ -408,10 +459,10 @@ class ChangepointDetector(CalibratedDetector):
         is most sensitive to shifts of about ``2 k``.
     penalty:
         PELT penalty on the standardised window; default ``3 * log(window)``, a little
-        above BIC's ``2 log n`` because the gate has already picked the endpoints
-        most likely to show a spurious split.
-    pelt_gate:
-        Raw CUSUM value above which PELT runs.
+        above BIC's ``2 log n``: the endpoints it runs on were picked for a high
+        CUSUM, so a spurious split is likelier among them than in general.
+    pelt_level:
+        Calibrated metric score at or above which PELT locates the change.
     clip:
         Standardised samples are clipped to ``[-clip, clip]``.
     floor_fraction:
@@ -421,8 +472,8 @@ class ChangepointDetector(CalibratedDetector):
         Metrics (among ``metrics``) whose fault is a *decrease* (a gauge whose
         :attr:`MetricSpec.higher_is_worse` is False): they get a lower CUSUM.
 
-    Fitted attributes: ``scale_floor_`` (metric → scale floor in the metric's unit),
-    ``calibrations_`` and ``overall_`` (see :class:`CalibratedDetector`).
+    Fitted attributes: ``scale_floor_`` (metric → scale floor, in the metric's
+    unit), ``calibrations_`` and ``overall_`` (see :class:`CalibratedDetector`).
 
     Examples
     --------
@@ -438,7 +489,7 @@ class ChangepointDetector(CalibratedDetector):
     baseline_window: int | None = attrs.field(default=None, kw_only=True, validator=_check_baseline)
     k: float = attrs.field(default=0.5, kw_only=True, validator=_check_k)
     penalty: float | None = attrs.field(default=None, kw_only=True, validator=_check_penalty)
-    pelt_gate: float = attrs.field(default=3.0, kw_only=True, validator=_positive("pelt_gate"))
+    pelt_level: float = attrs.field(default=0.99, kw_only=True, validator=_check_level)
     clip: float = attrs.field(default=3.0, kw_only=True, validator=_positive("clip"))
     floor_fraction: float = attrs.field(default=0.25, kw_only=True, validator=_positive("floor_fraction"))
     lower_is_worse: tuple[str, ...] = attrs.field(
@@ -461,7 +512,7 @@ class ChangepointDetector(CalibratedDetector):
         >>> ChangepointDetector.from_specs(ORAN_METRICS).metrics
         ('udp_echo_rtt_ms', 'ecpri_delay_us', 'lbm_rtt_ms')
         """
-        gauges = [s for s in specs if s.kind is MetricKind.GAUGE]
+        gauges = [s for s in specs if s.kind == MetricKind.GAUGE]
         return cls(
             tuple(s.name for s in gauges),
             lower_is_worse=tuple(s.name for s in gauges if not s.higher_is_worse),
@@ -477,95 +528,107 @@ class ChangepointDetector(CalibratedDetector):
     @property
     def pelt_penalty(self) -> float:
         """The PELT penalty in use (``penalty`` or its default ``3 log(window)``)."""
-        return self.penalty if self.penalty is not None else 3.0 * math.log(self.window)
+        return float(self.penalty) if self.penalty is not None else 3.0 * math.log(self.window)
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-ready."""
         return {
             "metrics": list(self.metrics), "window": self.window,
             "baseline_window": self.baseline_window, "k": self.k, "penalty": self.penalty,
-            "pelt_gate": self.pelt_gate, "clip": self.clip, "floor_fraction": self.floor_fraction,
+            "pelt_level": self.pelt_level, "clip": self.clip, "floor_fraction": self.floor_fraction,
             "lower_is_worse": list(self.lower_is_worse), "name": self.name, "kind": self.kind,
         }
 
     # -- the window and its baseline ------------------------------------------
     def _window(self, view: DetectorView) -> np.ndarray:
-        """(N, window, K) float64 of the configured metrics; NaN where not reported."""
+        """(N, K, window) float64 of the configured metrics; NaN where not reported.
+
+        Time is the last axis, so the reductions over it run on contiguous memory.
+        """
         w = self.window
-        x = np.full((view.n, w, len(self.metrics)), np.nan)
+        x = np.full((view.n, len(self.metrics), w), np.nan)
         for k, m in enumerate(self.metrics):
             j = view.metric_index(m)
             if j is None:
                 continue
             col = np.asarray(view.values[:, -w:, j], dtype=np.float64)
-            # A view shorter than the window is an older part not yet filled.
-            x[:, w - col.shape[1]:, k] = np.where(view.capabilities[:, j, None], col, np.nan)
+            # A view shorter than the window: the older part is not filled yet.
+            x[:, k, w - col.shape[1]:] = np.where(view.capabilities[:, j, None], col, np.nan)
         return x
 
-    def _baseline(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per (endpoint, metric): baseline median and robust scale (MAD x 1.4826)."""
-        base = x[:, : self.baseline]
-        level = _nanmedian_axis1(base)
-        mad = _nanmedian_axis1(np.abs(base - level[:, None])) * _MAD_TO_SIGMA
-        return level, mad
+    def _baseline(self, x: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per (endpoint, metric): baseline level, spread (unfloored) and the scale in use."""
+        base = x[..., : self.baseline]
+        valid = ~np.isnan(base)
+        med = _nanmedian_last(base)
+        dev = np.abs(base - med[..., None])
+        mad = _nanmedian_last(dev) * _MAD_TO_SIGMA
+        cap = 3.0 * _floored(mad, floor, med)
+        spread = _SQRT_HALF_PI * _row_mean(np.minimum(dev, cap[..., None]), valid)
+        level = _row_mean(np.clip(base, (med - cap)[..., None], (med + cap)[..., None]), valid)
+        return level, spread, _floored(spread, floor, level)
+
+    def _standardise(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Baseline level and clipped, direction-signed z-scores of the whole window."""
+        floor = np.array([self.scale_floor_.get(m, 0.0) for m in self.metrics])
+        level, _, scale = self._baseline(x, floor)
+        sign = np.array([-1.0 if m in self.lower_is_worse else 1.0 for m in self.metrics])
+        with np.errstate(invalid="ignore"):
+            z = (x - level[..., None]) * (sign[:, None] / scale[..., None])
+            np.clip(z, -self.clip, self.clip, out=z)
+        return level, z
 
     # -- scoring ----------------------------------------------------------------
     def raw(self, view: DetectorView) -> RawScores:
-        """Raw CUSUM scores (robust sigmas) and evidence per metric; see the class doc."""
+        """Raw CUSUM scores (robust sigmas) and window-half evidence; see the class doc."""
         x = self._window(view)
-        n, w, n_metrics = x.shape
+        n, n_metrics, w = x.shape
         b = self.baseline
-        level, mad = self._baseline(x)
-        floor = np.array([self.scale_floor_.get(m, 0.0) for m in self.metrics])
-        scale = np.maximum(np.maximum(mad, floor[None, :]), _REL_SCALE_FLOOR * np.abs(level))
-        scale = np.maximum(scale, _ABS_SCALE_FLOOR)
-        sign = np.array([-1.0 if m in self.lower_is_worse else 1.0 for m in self.metrics])
-        with np.errstate(invalid="ignore"):
-            z = np.clip(sign * (x - level[:, None, :]) / scale[:, None, :], -self.clip, self.clip)
-
+        level, z = self._standardise(x)
         cusum = np.zeros((n, n_metrics))
-        for t in range(b, w):
-            zt = z[:, t]
+        for t in range(b, w):  # a loop over time, vectorised over endpoints and metrics
+            zt = z[..., t]
             cusum = np.where(np.isnan(zt), cusum, np.maximum(cusum + zt - self.k, 0.0))
 
         valid = ~np.isnan(x)
-        n_base = valid[:, :b].sum(axis=1)
-        n_recent = valid[:, b:].sum(axis=1)
+        n_base = valid[..., :b].sum(axis=-1)
+        n_recent = valid[..., b:].sum(axis=-1)
         ok = (n_base + n_recent >= w // 2) & (n_base >= 3) & (n_recent >= 2)
-        raw = np.where(ok, cusum, np.nan)
-        recent = np.where(valid[:, b:], x[:, b:], 0.0)
-        observed = np.where(ok, recent.sum(axis=1) / np.maximum(n_recent, 1), np.nan)
-        expected = np.where(ok, level, np.nan)
+        observed = _row_mean(x[..., b:], valid[..., b:])
+        return RawScores(
+            metrics=self.metrics,
+            raw=np.where(ok, cusum, np.nan),
+            observed=np.where(ok, observed, np.nan),
+            expected=np.where(ok, level, np.nan),
+        )
 
-        gated_e, gated_m = np.nonzero(ok & (cusum >= self.pelt_gate))
-        if gated_e.size:
-            self._confirm(x, z, gated_e, gated_m, raw, observed, expected)
-        return RawScores(metrics=self.metrics, raw=raw, observed=observed, expected=expected)
-
-    def _confirm(
-        self, x: np.ndarray, z: np.ndarray, e: np.ndarray, m: np.ndarray,
-        raw: np.ndarray, observed: np.ndarray, expected: np.ndarray,
-    ) -> None:
-        """PELT on the gated (endpoint, metric) pairs; updates raw and evidence in place."""
-        zr = z[e, :, m]  # (P, window)
-        change = pelt_last_change(zr, self.pelt_penalty, min_size=2)
-        valid = ~np.isnan(zr)
-        after = (np.arange(zr.shape[1])[None, :] >= change[:, None]) & valid
-        before = ~after & valid
-        n_after = after.sum(axis=1)
-        n_before = np.maximum(before.sum(axis=1), 1)
-        z0 = np.where(valid, zr, 0.0)
-        shift = (z0 * after).sum(axis=1) / np.maximum(n_after, 1) - (z0 * before).sum(axis=1) / n_before
-        confirmed = (change >= 0) & (shift > 0)
-        if not np.any(confirmed):
-            return
-        e, m = e[confirmed], m[confirmed]
-        after, before = after[confirmed], before[confirmed]
-        n_after, n_before = n_after[confirmed], n_before[confirmed]
-        raw[e, m] = np.maximum(raw[e, m], n_after * (shift[confirmed] - self.k))
-        xr = np.where(after | before, x[e, :, m], 0.0)
-        observed[e, m] = (xr * after).sum(axis=1) / n_after
-        expected[e, m] = (xr * before).sum(axis=1) / n_before
+    def score(self, view: DetectorView) -> DetectorOutput:
+        """Calibrated scores (see :class:`CalibratedDetector`), with PELT evidence for the high ones."""
+        out = super().score(view)
+        ms = out.metric_scores
+        if ms is None or ms.size == 0:
+            return out
+        with np.errstate(invalid="ignore"):
+            e, m = np.nonzero(ms >= self.pelt_level)
+        if e.size == 0:
+            return out
+        # Standardise again, for the few selected endpoints only: keeping z from raw()
+        # would mean another (N, W, K) array alive for every tick.
+        rows, pos = np.unique(e, return_inverse=True)
+        x = self._window(view.take(rows))
+        _, z = self._standardise(x)
+        xs, zs = x[pos, m], z[pos, m]  # (P, window)
+        change = pelt_last_change(zs, self.pelt_penalty, min_size=2)
+        valid = ~np.isnan(zs)
+        after = (np.arange(zs.shape[1])[None, :] >= change[:, None]) & valid
+        before = valid & ~after
+        worse = (change >= 0) & (_row_mean(zs, after) > _row_mean(zs, before))
+        observed = np.array(out.observed, dtype=np.float64, copy=True)
+        expected = np.array(out.expected, dtype=np.float64, copy=True)
+        observed[e[worse], m[worse]] = _row_mean(xs[worse], after[worse])
+        expected[e[worse], m[worse]] = _row_mean(xs[worse], before[worse])
+        return DetectorOutput(scores=out.scores, metrics=out.metrics, metric_scores=ms,
+                              observed=observed, expected=expected)
 
     def fallback(self, metric: str) -> Calibration:
         """Calibration for a metric without a fitted table: an exponential tail.
@@ -583,18 +646,19 @@ class ChangepointDetector(CalibratedDetector):
 
     # -- fitting ----------------------------------------------------------------
     def fit(self, views: Iterable[DetectorView]) -> ChangepointDetector:
-        """Fit ``scale_floor_`` and then the calibration tables, on views of normal data.
+        """Fit ``scale_floor_``, then the calibration tables, on views of normal data.
 
         The floor of each metric is ``floor_fraction`` x the median, over the
-        endpoints (and views) whose baseline is not flat, of the baseline robust
-        scale; a metric flat everywhere gets no floor. Raises ``ValueError`` on no
+        endpoints (of all views) whose baseline is not flat, of the baseline
+        spread; a metric flat everywhere gets no floor. Raises ``ValueError`` on no
         views or too little data (see :meth:`CalibratedDetector.fit`).
         """
         views = list(views)
-        scales: list[np.ndarray] = [self._baseline(self._window(v))[1] for v in views]
+        no_floor = np.zeros(len(self.metrics))
+        spreads = [self._baseline(self._window(v), no_floor)[1] for v in views]
         floors: dict[str, float] = {}
-        if scales:
-            stacked = np.concatenate(scales, axis=0)
+        if spreads:
+            stacked = np.concatenate(spreads, axis=0)
             for k, metric in enumerate(self.metrics):
                 col = stacked[:, k]
                 col = col[np.isfinite(col) & (col > 0)]
@@ -647,3 +711,10 @@ class ChangepointDetector(CalibratedDetector):
         except (KeyError, TypeError) as exc:
             raise OcadConfigError(f"changepoint params have an invalid config: {exc}") from exc
         return det.load_params(d)
+
+
+def _floored(scale: np.ndarray, floor: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """``scale`` raised to the metric's floor and to a tiny fraction of the level."""
+    out = np.maximum(scale, floor[None, :])
+    out = np.maximum(out, _REL_SCALE_FLOOR * np.abs(level))
+    return np.maximum(out, _ABS_SCALE_FLOOR)  # NaN stays NaN
