@@ -17,6 +17,7 @@ from ocad.train._export import ParityError, check_parity, ort_session
 from ocad.train._iforest import (
     ARTIFACT_KIND,
     ARTIFACT_NAME,
+    feature_engine_params,
     feature_matrix_from_fleet,
     missing_fraction,
     train_iforest,
@@ -349,3 +350,33 @@ def test_feature_matrix_from_fleet_rows_are_runtime_windows() -> None:
         np.testing.assert_array_equal(x[i], one.data[0])
     # Endpoints without a metric have NaN features for it: the missing-metric policy applies.
     assert np.isnan(x).any() and (missing_fraction(x) < 0.5).all()
+    params = feature_engine_params(engine)
+    assert params["metrics"] == list(fleet.metrics) and params["alpha"] == engine.alpha
+    rebuilt = FeatureEngine(ORAN_METRICS, **{k: v for k, v in params.items() if k != "metrics"})
+    assert rebuilt.names == engine.names
+
+
+def test_end_to_end_on_a_generated_fleet(tmp_path: Path) -> None:
+    from ocad.core import ORAN_METRICS
+    from ocad.core._features import FeatureEngine
+    from ocad.core._synthetic import generate_fleet
+
+    fleet = generate_fleet(n_endpoints=24, duration_s=8 * 3600, seed=2)
+    engine = FeatureEngine(ORAN_METRICS)
+    w = 36
+    x, names, labels, ei, ti = feature_matrix_from_fleet(fleet, engine, w, stride=4)
+    normal = fleet.normal_mask()[ei, ti]
+    # Chronological split with a gap of one window: no window spans both parts.
+    cut = int(fleet.ts.shape[0] * 0.6)
+    train = (ti < cut) & normal
+    val = ti >= cut + w
+    y = np.where(labels[val] != 0, 1, np.where(normal[val], 0, -1))
+    art = train_iforest(x[train], x[val], names, out_dir=tmp_path / "fleet", labels_val=y, seed=1,
+                        config={"n_estimators": 100, "window": w, "feature_engine": feature_engine_params(engine)})
+    m = load_artifact(art.path).manifest
+    assert m["inputs"]["metrics"] == list(fleet.metrics)
+    assert m["inputs"]["feature_engine"]["metrics"] == list(fleet.metrics)
+    assert m["parity"]["max_abs_diff"] <= 1e-4 and m["parity"]["n"] >= 10_000
+    v = m["metrics"]["validation"]
+    assert v["n_anomalous"] > 200 and v["roc_auc"] > 0.85 and v["recall"] > 0.5
+    assert abs(v["far"] - 0.01) < 0.005

@@ -62,6 +62,7 @@ __all__ = [
     "ARTIFACT_NAME",
     "DEFAULT_CONFIG",
     "MISSING_POLICY",
+    "feature_engine_params",
     "feature_matrix_from_fleet",
     "missing_fraction",
     "train_iforest",
@@ -103,6 +104,22 @@ def missing_fraction(x: np.ndarray) -> np.ndarray:
 
 
 # -- features from a fleet ------------------------------------------------------------
+
+_ENGINE_PARAMS = ("alpha", "cusum_k", "elevated_z", "rel_floor", "abs_floor")
+
+
+def feature_engine_params(feature_engine: Any) -> dict[str, Any]:
+    """The FeatureEngine settings to record as ``config["feature_engine"]`` (→ ``inputs.feature_engine``).
+
+    The runtime rebuilds the same engine from them: its metrics (order matters for
+    the endpoint-level ``concurrency`` feature) and its numeric parameters.
+    """
+    out: dict[str, Any] = {"metrics": [str(m) for m in feature_engine.metrics]}
+    for p in _ENGINE_PARAMS:
+        if hasattr(feature_engine, p):
+            out[p] = float(getattr(feature_engine, p))
+    return out
+
 
 def feature_matrix_from_fleet(fleet: Any, feature_engine: Any, window: int, stride: int = 1, *,
                               max_rows_per_chunk: int = 20_000
