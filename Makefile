@@ -37,7 +37,7 @@ test: $(VENV)/.all-installed
 
 models: $(VENV)/.all-installed
 	$(BIN)/python -m ocad.train.build_defaults --config $(TRAIN)/configs/default.toml --dest $(ML)/src/ocad/detectors_ml/models
-	$(BIN)/ocad calibrate --out $(CORE)/src/ocad/core/data/calibration.json
+	OCAD_PLUGINS_AUTOLOAD=0 $(BIN)/ocad calibrate --out $(CORE)/src/ocad/core/data/calibration.json
 
 bench-compare: $(VENV)/.all-installed
 	$(BIN)/python benchmarks/compare.py --out benchmarks/results/compare.json

@@ -33,13 +33,9 @@ def ocad_detectors(context: DetectorContext) -> Iterable[Detector]:
     kinds = {s.kind for s in m}
     if MetricKind.GAUGE in kinds:
         out.append(SpikeDetector.from_registry(m, window=win, **context.options("spike")))
-        try:
-            from ._changepoint import ChangepointDetector
-        except ImportError:  # pragma: no cover - during development only
-            pass
-        else:
-            gauges = tuple(s.name for s in m if s.kind is MetricKind.GAUGE)
-            out.append(ChangepointDetector(metrics=gauges, window=win, **context.options("changepoint")))
+        from ._changepoint import ChangepointDetector
+
+        out.append(ChangepointDetector.from_specs(m, **{"window": win, **context.options("changepoint")}))
     if kinds & {MetricKind.BOOLEAN, MetricKind.COUNT}:
         out.append(ContinuityDetector.from_registry(m, window=win, **context.options("continuity")))
     if len(m) > 1:
