@@ -173,17 +173,19 @@ class PluginRegistry:
 
     def detectors(self, context: DetectorContext, *, strict: bool = False) -> list[Any]:
         """Detectors from every plugin's ``ocad_detectors`` hook, duplicates by name reported."""
-        return self._collect(self.call_each("ocad_detectors", context=context), strict)
+        n_fail = len(self.failures)
+        return self._collect(self.call_each("ocad_detectors", context=context), strict, n_fail)
 
     def artifact_detectors(self, artifacts: Sequence[Any], context: DetectorContext,
                            *, strict: bool = False) -> list[Any]:
+        n_fail = len(self.failures)
         return self._collect(
-            self.call_each("ocad_artifact_detectors", artifacts=artifacts, context=context), strict)
+            self.call_each("ocad_artifact_detectors", artifacts=artifacts, context=context), strict, n_fail)
 
-    def _collect(self, results: list[tuple[str, Any]], strict: bool) -> list[Any]:
+    def _collect(self, results: list[tuple[str, Any]], strict: bool, n_fail: int) -> list[Any]:
+        """``n_fail``: failures recorded before the hook call, so strict also sees the hook's own."""
         from ._protocols import Detector
 
-        n_fail = len(self.failures)
         out: list[Any] = []
         seen: set[str] = set()
         for plugin, dets in results:
