@@ -135,12 +135,15 @@ class FeatureEngine:
             wts = (self.alpha * (1.0 - self.alpha) ** np.arange(w - 1, -1, -1)).astype(np.float32)
             ewma = (x0 @ wts).astype(np.float64) / (validf @ wts)
 
-            # Slope against sample time (per second), time relative to the newest slot.
+            # Slope against sample time (per second), time relative to the newest slot. In float64:
+            # in float32, stt - st²/n cancels when a metric's valid samples sit far from the newest
+            # slot (after a gap), and the float32 mean's rounding leaks into sdt as mean_err * st.
             t = ts - ts[:, -1:]
-            t = np.where(np.isfinite(t), t, 0.0).astype(np.float32)[:, :, None]  # (N, W, 1)
-            st = (validf @ t)[..., 0].astype(np.float64)
-            stt = (validf @ (t * t))[..., 0].astype(np.float64)
-            sdt = (dev @ t)[..., 0].astype(np.float64)
+            t = np.where(np.isfinite(t), t, 0.0)[:, :, None]  # (N, W, 1)
+            validd = valid.astype(np.float64)
+            st = (validd @ t)[..., 0]
+            stt = (validd @ (t * t))[..., 0]
+            sdt = (((x0 - mean[..., None]) * validd) @ t)[..., 0]
             slope = sdt / (stt - st * st / safe_cnt)
 
             # CUSUM of robust z with slack k, Lindley closed form.
