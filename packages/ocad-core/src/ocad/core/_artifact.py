@@ -43,6 +43,13 @@ REQUIRED_FIELDS = (
 )
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -151,6 +158,9 @@ def write_artifact(dest: str | os.PathLike[str], manifest: Mapping[str, Any],
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
+        # mkdtemp creates the directory 0700; an artifact must be as readable as any
+        # other file the user writes (the service reading a model store is often another user).
+        os.chmod(tmp, 0o777 & ~current_umask())
         entries: dict[str, dict[str, Any]] = {}
         for role, (rel, content) in files.items():
             target = _inside(tmp, rel)

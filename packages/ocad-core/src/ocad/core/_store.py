@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._artifact import LoadedArtifact, load_artifact
+from ._artifact import LoadedArtifact, current_umask, load_artifact
 from ._errors import OcadArtifactError
 
 __all__ = ["ModelStore"]
@@ -32,6 +32,7 @@ def _atomic_write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it 0600; readers may be other users
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.flush()
