@@ -1,0 +1,221 @@
+"""``ocad report``: one self-contained HTML file with the quality tables and plots.
+
+For a handful of endpoints (one per fault type, plus one without faults) it plots the
+metric time series with the labelled faults shaded and the alerts marked, and the
+score timeline of every detector and of the composite. The metric tables are the
+ones ``ocad evaluate`` prints. Figures are PNGs embedded as base64 ``data:`` URIs, so
+the file has no external references.
+
+matplotlib (the ``report`` extra) is imported inside :func:`write_report`, through
+the object-oriented API (``Figure``), never ``pyplot``: no global backend state is
+touched in an embedding application.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import require
+
+__all__ = ["pick_endpoints", "render_html", "write_report"]
+
+_FAULT_COLOR = "#d62728"
+_ALERT_COLOR = "#ff7f0e"
+_MARGIN_S = 40 * 60.0
+
+
+def pick_endpoints(evaluation: Any, max_endpoints: int = 8) -> list[tuple[int, str]]:
+    """(run index, endpoint id): one endpoint per fault type (first run that has one), then a normal one."""
+    chosen: list[tuple[int, str]] = []
+    seen_types: set[str] = set()
+    for k, r in enumerate(evaluation.results):
+        for ev in r.run.events:
+            if ev.fault_type in seen_types or (k, ev.endpoint_id) in chosen:
+                continue
+            # The endpoint's plot shows all of its faults: they count as seen.
+            seen_types |= {e.fault_type for e in r.run.events if e.endpoint_id == ev.endpoint_id}
+            chosen.append((k, ev.endpoint_id))
+    chosen = chosen[:max(max_endpoints - 1, 1)]
+    if evaluation.results:
+        r = evaluation.results[0]
+        faulty = {ev.endpoint_id for ev in r.run.events}
+        normal = [e for e in r.run.data["endpoints"] if e not in faulty]
+        if normal and len(chosen) < max_endpoints:
+            chosen.append((0, normal[0]))
+    return chosen
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _endpoint_figure(evaluation: Any, k: int, eid: str) -> tuple[str, str]:
+    from matplotlib.figure import Figure
+
+    r = evaluation.results[k]
+    ts, series = r.run.series(eid)
+    events = [e for e in r.run.events if e.endpoint_id == eid]
+    alerts = [a for a in r.alerts if a.endpoint_id == eid]
+    t0 = float(ts[0])
+    if events:
+        lo = max(float(ts[0]), min(e.start_ts for e in events) - _MARGIN_S)
+        hi = min(float(ts[-1]), max(e.end_ts for e in events) + _MARGIN_S)
+    else:
+        lo, hi = float(ts[0]), float(ts[-1])
+    sel = (ts >= lo) & (ts <= hi)
+    c = r.cache
+    rows = np.flatnonzero(c.endpoint_id == eid)
+    st = c.ts[rows]
+    ssel = (st >= lo) & (st <= hi)
+    n = len(series) + 1
+    fig = Figure(figsize=(11, 1.25 * n + 0.8))
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
+    h = lambda t: (np.asarray(t, dtype=np.float64) - t0) / 3600.0  # noqa: E731
+    for ax, (m, v) in zip(axes, series.items()):
+        ax.plot(h(ts[sel]), v[sel], lw=0.7, color="#1f77b4")
+        ax.set_ylabel(m, fontsize=7, rotation=0, ha="right", va="center")
+        ax.tick_params(labelsize=7)
+    ax = axes[-1]
+    for j, name in enumerate(c.names):
+        ax.plot(h(st[ssel]), c.detector_scores[rows[ssel], j], lw=0.6, label=name)
+    ax.plot(h(st[ssel]), c.composite[rows[ssel]], lw=1.4, color="black", label="composite")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("scores", fontsize=7, rotation=0, ha="right", va="center")
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, ncol=min(len(c.names) + 1, 8), loc="upper left", framealpha=0.7)
+    ax.set_xlabel(f"hours since {t0:.0f} (epoch s)", fontsize=7)
+    end = float(ts[-1])
+    for a in axes:
+        for e in events:
+            a.axvspan(h(e.start_ts), h(e.end_ts), color=_FAULT_COLOR, alpha=0.15, lw=0)
+            if getattr(e, "failure_ts", None) is not None:
+                a.axvline(h(e.failure_ts), color="black", ls="--", lw=0.8)
+        for al in alerts:
+            a.axvspan(h(al.opened_ts), h(al.resolved_ts if al.resolved_ts is not None else end),
+                      ymin=0.0, ymax=0.06, color=_ALERT_COLOR, alpha=0.9, lw=0)
+            a.axvline(h(al.opened_ts), color=_ALERT_COLOR, lw=1.0)
+    kinds = ", ".join(sorted({e.fault_type for e in events})) or "no labelled fault"
+    fig.suptitle(f"{eid} ({r.run.name}): {kinds}; {len(alerts)} alert(s)", fontsize=9)
+    fig.tight_layout()
+    caption = (f"{html.escape(eid)} in {html.escape(r.run.name)}: labelled faults shaded red "
+               f"(dashed line: hard failure), alerts marked orange (line at open, bar while open)")
+    return _png(fig), caption
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v)
+    return html.escape(str(v))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _tables(m: Mapping[str, Any]) -> str:
+    parts = []
+    parts.append("<h2>Overall, after the alert policy</h2>")
+    keys = ["event_precision", "event_recall", "event_f1", "precision", "recall", "f1", "false_alarm_rate",
+            "roc_auc", "pr_auc", "mttd_s", "lead_time_p50_s", "false_alerts_per_endpoint_day", "events",
+            "events_detected", "alerts", "false_alerts", "samples", "endpoint_days"]
+    parts.append(_table(["metric", "value"], [[k, m.get(k)] for k in keys], "overall"))
+    parts.append("<h2>Targets</h2>")
+    parts.append(_table(["target", "bound", "value", "met"],
+                        [[t["description"], t["target"], t["value"], t["met"]] for t in m["targets"]], "targets"))
+    parts.append("<h2>Per fault type</h2>")
+    parts.append(_table(["fault type", "events", "detected", "event recall", "point recall", "mean TTD s",
+                         "lead p50 s"],
+                        [[ft, r["events"], r["detected"], r["recall"], r.get("point_recall"), r["mttd_s"],
+                          r["lead_time_p50_s"]] for ft, r in m["per_fault_type"].items()], "per-fault-type"))
+    if m.get("ablation"):
+        parts.append(f"<h2>Ablation ({html.escape(str(m.get('ablation_mode')))})</h2>")
+        rows = []
+        for r in m["ablation"]:
+            if r["status"] != "ok":
+                rows.append([r["row"], r["status"], *(["-"] * 8)])
+                continue
+            rows.append([r["row"], "+".join(r["detectors"]), r.get("min_kinds"), r["event_precision"],
+                         r["event_recall"], r["event_f1"], r["f1"], r["false_alarm_rate"],
+                         r["false_alerts_per_endpoint_day"], r["lead_time_p50_s"]])
+        parts.append(_table(["row", "detectors", "min kinds", "event precision", "event recall", "event F1",
+                             "point F1", "false-alarm rate", "false alerts / endpoint-day", "lead p50 s"],
+                            rows, "ablation"))
+        notes = sorted({r["note"] for r in m["ablation"] if r.get("note")})
+        if notes:
+            parts.append("<p>" + "<br>".join(html.escape(n) for n in notes) + "</p>")
+    fc = m.get("forecaster", {})
+    parts.append("<h2>Forecasters</h2>")
+    if fc.get("status") != "ok":
+        parts.append(f"<p>{html.escape(str(fc.get('status')))}</p>")
+    else:
+        parts.append(_table(["metric", "MSE", "MAE", "RMSE", "R²", "naive MSE", "naive MAE", "naive RMSE",
+                             "naive R²", "skill vs naive"],
+                            [[k, r["model"]["mse"], r["model"]["mae"], r["model"]["rmse"], r["model"]["r2"],
+                              r["naive"]["mse"], r["naive"]["mae"], r["naive"]["rmse"], r["naive"]["r2"],
+                              r["skill_vs_naive"]] for k, r in fc["metrics"].items()], "forecaster"))
+    if m.get("runs"):
+        parts.append("<h2>Runs</h2>")
+        parts.append(_table(["run", "samples", "event precision", "event recall", "event F1", "point F1",
+                             "false alerts / endpoint-day", "seconds"],
+                            [[r["run"], r["samples"], r["event_precision"], r["event_recall"], r["event_f1"],
+                              r["f1"], r["false_alerts_per_endpoint_day"], r["seconds"]] for r in m["runs"]],
+                            "runs"))
+    return "\n".join(parts)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:2px 8px;font-size:13px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+figure{margin:0 0 1.5em}figcaption{font-size:12px;color:#555}
+img{max-width:100%}
+"""
+
+
+def render_html(metrics: Mapping[str, Any], figures: Sequence[tuple[str, str]], title: str = "OCAD quality report"
+                ) -> str:
+    """The HTML page: tables from ``metrics`` and ``figures`` ``[(base64 png, caption)]``."""
+    src = metrics.get("source", {})
+    what = (f"suite {src.get('suite')!r}, {src.get('split')} seeds {src.get('seeds')}"
+            if src.get("kind") == "suite" else ", ".join(src.get("runs", [])))
+    figs = "\n".join(f'<figure><img src="data:image/png;base64,{b64}" alt="{html.escape(cap)}">'
+                     f"<figcaption>{cap}</figcaption></figure>" for b64, cap in figures)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+            f"<p>{html.escape(what)}; detectors: {html.escape(', '.join(metrics.get('detectors', [])))}</p>\n"
+            f"{_tables(metrics)}\n<h2>Endpoints</h2>\n{figs}\n</body></html>\n")
+
+
+def write_report(evaluation: Any, path: str | os.PathLike[str], *, max_endpoints: int = 8) -> Path:
+    """Write the HTML report of an :class:`~ocad.core._quality.Evaluation` to ``path``.
+
+    Raises :class:`~ocad.core.OcadDependencyError` when matplotlib (``report`` extra) is missing.
+    """
+    require("matplotlib", "report", "ocad report")
+    figures = [_endpoint_figure(evaluation, k, eid) for k, eid in pick_endpoints(evaluation, max_endpoints)]
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(render_html(evaluation.metrics, figures), encoding="utf-8")
+    return p
