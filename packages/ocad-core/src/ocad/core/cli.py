@@ -1,4 +1,5 @@
-"""The ``ocad`` command line: demo, detect, simulate, calibrate, plugins (+ plugin commands)."""
+"""The ``ocad`` command line: demo, detect, simulate, calibrate, plugins, evaluate, tune-weights, report
+(+ plugin commands)."""
 
 from __future__ import annotations
 
@@ -207,6 +208,90 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quality_factory(args: argparse.Namespace) -> Any:
+    import attrs
+
+    from ._config import MonitorConfig
+    from ._quality import MonitorFactory
+
+    cfg = MonitorConfig.coerce(args.config) if getattr(args, "config", None) else MonitorConfig()
+    if getattr(args, "core_only", False):
+        cfg = attrs.evolve(cfg, use_shipped_models=False)
+    return MonitorFactory(cfg, model_dir=getattr(args, "model_dir", None))
+
+
+def _quality_source(args: argparse.Namespace) -> Any:
+    from ._quality import load_labelled_file
+
+    if args.data:
+        return load_labelled_file(args.data, args.events)
+    return args.suite
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ._quality import evaluate, format_evaluation
+
+    ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
+                  ablation=args.ablation, progress=not args.quiet)
+    print(format_evaluation(ev.metrics))
+    if args.json:
+        print(f"metrics written to {ev.write_json(args.json)}")
+    return 0
+
+
+def cmd_tune_weights(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from ._quality import tune_weights
+
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+    res = tune_weights(args.suite, factory=_quality_factory(args), seeds=seeds, rounds=args.rounds,
+                       max_false_alerts_per_endpoint_day=args.max_false_alerts_per_endpoint_day,
+                       progress=not args.quiet)
+    base = tomllib.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else None
+    out = res.write(args.out, base)
+    print(f"tuned on suite {res.suite!r}, tuning seeds {list(res.seeds)} ({res.evaluations} candidates)")
+    print("weights: " + ", ".join(f"{k} {v:g}" for k, v in res.weights.items()))
+    print("alerts:  " + ", ".join(f"{k} {v:g}" for k, v in res.alerts.items()))
+    for label, m in (("before", res.before), ("after", res.after)):
+        print(f"{label:<7} event F1 {_num(m['event_f1'])}  precision {_num(m['event_precision'])}  "
+              f"recall {_num(m['event_recall'])}  false alerts/endpoint-day {_num(m['false_alerts_per_endpoint_day'])}"
+              f"  lead p50 {_num(m['lead_time_p50_s'])} s")
+    print(f"config written to {out} (use: ocad evaluate --config {out})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ._quality import evaluate, format_evaluation
+    from ._report import write_report
+
+    ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
+                  ablation=args.ablation, progress=not args.quiet)
+    print(format_evaluation(ev.metrics))
+    if args.json:
+        print(f"metrics written to {ev.write_json(args.json)}")
+    print(f"report written to {write_report(ev, args.out, max_endpoints=args.endpoints)}")
+    return 0
+
+
+def _add_quality_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    p.add_argument("--suite", default="default", help="suite name or TOML path (default: 'default')")
+    if data:
+        p.add_argument("--data", help="a labelled CSV/Parquet file (endpoint_id, ts, metrics, fault_type) "
+                                      "instead of a suite")
+        p.add_argument("--events", help="with --data: fault events JSON (ocad simulate --events) "
+                                        "instead of deriving them from fault_type runs")
+        p.add_argument("--split", choices=("test", "tune"), default="test",
+                       help="which seeds of the suite to evaluate (default: test)")
+        p.add_argument("--ablation", choices=("replay", "rerun", "none"), default="replay",
+                       help="ablation from cached detector scores (replay, default), by re-running "
+                            "Monitors (rerun, slow), or none")
+    p.add_argument("--config", help="Monitor config (TOML)")
+    p.add_argument("--model-dir", help="trained artifacts / model store to use")
+    p.add_argument("--core-only", action="store_true", help="no ML detectors even if installed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._registry import default_registry
 
@@ -248,6 +333,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list plugins, detectors, metrics and load failures")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("evaluate", help="quality metrics over a labelled suite or file (after the alert policy)")
+    _add_quality_args(p)
+    p.add_argument("--json", help="write every metric as JSON (stable keys) here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tune-weights", help="fit detector weights and alert thresholds on a suite's tuning seeds")
+    _add_quality_args(p, data=False)
+    p.add_argument("--seeds", help="comma list of tuning seeds (default: the suite's; test seeds are refused)")
+    p.add_argument("--out", default="ocad-tuned.toml", help="config TOML to write (default ocad-tuned.toml)")
+    p.add_argument("--max-false-alerts-per-endpoint-day", type=float, default=1.0,
+                   help="constraint of the search (default 1.0)")
+    p.add_argument("--rounds", type=int, default=2, help="coordinate-search rounds (default 2)")
+    p.set_defaults(func=cmd_tune_weights)
+
+    p = sub.add_parser("report", help="evaluate, then write a self-contained HTML report (extra: report)")
+    _add_quality_args(p)
+    p.add_argument("--out", default="ocad-report.html", help="HTML file (default ocad-report.html)")
+    p.add_argument("--json", help="also write the metrics as JSON here")
+    p.add_argument("--endpoints", type=int, default=8, help="endpoints to plot (default 8)")
+    p.set_defaults(func=cmd_report)
 
     default_registry().add_cli_commands(sub)
     return parser
