@@ -1,0 +1,195 @@
+"""ONNX export and parity checks.
+
+Every exported model is checked against the framework model it came from on
+held-out inputs before it may be written as an artifact: :func:`check_parity`
+runs the ONNX file in onnxruntime (CPUExecutionProvider, default graph
+optimisations, i.e. what the runtime detectors run) and raises
+:class:`ParityError` if any output differs by more than ``tol``.
+
+Files are written with opset :data:`ONNX_OPSET` and IR version
+:data:`ONNX_IR_VERSION`, both set explicitly: IR 8 is the lowest IR that carries
+opset 17 and is read by every onnxruntime since 1.10 (1.31 reads up to IR 13), so
+an artifact trained with a newer torch still loads in an older runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ocad.core import OcadError
+
+__all__ = [
+    "ONNX_IR_VERSION",
+    "ONNX_OPSET",
+    "ParityError",
+    "check_parity",
+    "export_tcn_onnx",
+    "finalize_onnx",
+    "onnx_initializer_digest",
+    "ort_session",
+]
+
+ONNX_OPSET = 17
+ONNX_IR_VERSION = 8
+
+
+class ParityError(OcadError):
+    """The ONNX model's outputs differ from the framework model's by more than the tolerance."""
+
+    def __init__(self, onnx_path: str, max_abs_diff: float, tol: float, n: int, worst_index: int) -> None:
+        self.max_abs_diff = max_abs_diff
+        self.tol = tol
+        self.n = n
+        self.worst_index = worst_index
+        super().__init__(
+            f"ONNX parity check FAILED for {onnx_path}: max |onnx - reference| = {max_abs_diff:.3g} > "
+            f"tol {tol:g} over {n} inputs (worst input #{worst_index}); the exported model must not be "
+            "used. Check unsupported ops / opset, or dtype (inputs must be float32).")
+
+
+def ort_session(onnx_path: str | os.PathLike[str] | bytes, threads: int = 2) -> Any:
+    """An onnxruntime CPU session (``threads`` intra-op threads, default optimisations)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    src = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
+    return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def check_parity(reference_fn: Callable[[np.ndarray], Any], onnx_path: str | os.PathLike[str],
+                 inputs: np.ndarray, tol: float = 1e-4, input_name: str | None = None, *,
+                 output_index: int = 0, batch_size: int = 4096, threads: int = 2) -> dict[str, Any]:
+    """Compare an ONNX model with its reference implementation on ``inputs``.
+
+    Parameters
+    ----------
+    reference_fn:
+        Maps a float32 batch ``(b, ...)`` to the reference outputs (anything
+        ``np.asarray`` takes, e.g. a torch model's numpy output or
+        ``IsolationForest.score_samples``); flattened per batch before comparing.
+    onnx_path:
+        The ONNX file.
+    inputs:
+        Held-out inputs ``(N, ...)``, cast to float32, fed in batches of ``batch_size``.
+    tol:
+        Largest allowed ``max |onnx - reference|``.
+    input_name:
+        The graph input to feed; default: the model's only / first input.
+    output_index:
+        Which graph output to compare (default the first).
+
+    Returns
+    -------
+    dict
+        ``{"max_abs_diff": float, "n": int, "tol": float}`` — put it in the manifest's ``parity``.
+
+    Raises
+    ------
+    ParityError
+        If any output differs by more than ``tol``, or NaN appears on one side only.
+
+    Example::
+
+        parity = check_parity(lambda b: forest.score_samples(b), "iforest.onnx", x_test)
+    """
+    x = np.ascontiguousarray(np.asarray(inputs), dtype=np.float32)
+    if x.shape[0] == 0:
+        raise ParityError(str(onnx_path), float("nan"), tol, 0, -1)
+    sess = ort_session(onnx_path, threads=threads)
+    name = input_name or sess.get_inputs()[0].name
+    out_name = sess.get_outputs()[output_index].name
+    worst, worst_i = 0.0, -1
+    for i in range(0, x.shape[0], batch_size):
+        b = x[i:i + batch_size]
+        got = np.asarray(sess.run([out_name], {name: b})[0], dtype=np.float64).reshape(b.shape[0], -1)
+        ref = np.asarray(reference_fn(b), dtype=np.float64).reshape(b.shape[0], -1)
+        if got.shape != ref.shape:
+            raise OcadError(f"parity check for {onnx_path}: ONNX output shape {got.shape} != reference "
+                            f"{ref.shape}")
+        d = np.abs(got - ref)
+        both_nan = np.isnan(got) & np.isnan(ref)
+        d = np.where(both_nan, 0.0, np.where(np.isnan(d), np.inf, d)).max(axis=1)
+        j = int(np.argmax(d))
+        if d[j] > worst or worst_i < 0:
+            worst, worst_i = float(d[j]), i + j
+    if not worst <= tol:
+        raise ParityError(str(onnx_path), worst, tol, int(x.shape[0]), worst_i)
+    return {"max_abs_diff": worst, "n": int(x.shape[0]), "tol": float(tol)}
+
+
+def finalize_onnx(model_bytes: bytes, *, ir_version: int = ONNX_IR_VERSION, opset: int = ONNX_OPSET,
+                  doc: str = "", metadata: dict[str, str] | None = None) -> bytes:
+    """Pin IR version and default-domain opset, add metadata, run the ONNX checker; return bytes.
+
+    Use it for any exporter (torch, skl2onnx, hand-built graphs) so that every
+    artifact has the same, explicitly chosen IR / opset.
+    """
+    import onnx
+
+    m = onnx.load_from_string(model_bytes)
+    for imp in m.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version != opset:
+            raise OcadError(f"exported graph uses opset {imp.version}, expected {opset}")
+    m.ir_version = int(ir_version)
+    if doc:
+        m.doc_string = doc
+    for k, v in sorted((metadata or {}).items()):
+        p = m.metadata_props.add()
+        p.key, p.value = str(k), str(v)
+    onnx.checker.check_model(m, full_check=True)
+    return m.SerializeToString()
+
+
+def export_tcn_onnx(model: Any, window: int, path: str | os.PathLike[str], *, input_name: str = "x",
+                    output_name: str = "y", doc: str = "", metadata: dict[str, str] | None = None) -> Path:
+    """Export a :class:`~ocad.train.TCNForecaster` to ONNX (dynamic batch axis) and check the graph.
+
+    Uses torch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter
+    needs ``onnxscript`` and produces the same graph for this simple model.
+    """
+    import torch
+
+    model.eval()
+    buf = io.BytesIO()
+    dummy = torch.zeros(2, int(window), dtype=torch.float32) + torch.linspace(0, 1, int(window))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (dummy,), buf, dynamo=False, opset_version=ONNX_OPSET, input_names=[input_name],
+            output_names=[output_name], dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+            do_constant_folding=True)
+    data = finalize_onnx(buf.getvalue(), doc=doc, metadata=metadata)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def onnx_initializer_digest(path: str | os.PathLike[str] | bytes) -> str:
+    """sha256 over the ONNX graph's initializers (name, dtype, dims, raw data), sorted by name.
+
+    Equal digests mean equal trained weights, independent of exporter metadata.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load_from_string(path) if isinstance(path, bytes) else onnx.load(str(path))
+    h = hashlib.sha256()
+    for init in sorted(m.graph.initializer, key=lambda t: t.name):
+        arr = numpy_helper.to_array(init)
+        h.update(init.name.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(str(arr.shape).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()

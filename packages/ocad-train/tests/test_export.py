@@ -1,0 +1,77 @@
+"""ONNX export: loads in onnxruntime, explicit IR / opset, parity checked loudly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from ocad.core import OcadError
+from ocad.train import (
+    ONNX_IR_VERSION,
+    ONNX_OPSET,
+    ParityError,
+    TCNForecaster,
+    check_parity,
+    export_tcn_onnx,
+    onnx_initializer_digest,
+    ort_session,
+    predict,
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[TCNForecaster, Path]:
+    torch.manual_seed(0)
+    m = TCNForecaster(window=16, hidden=8, levels=2).eval()
+    return m, export_tcn_onnx(m, 16, tmp_path_factory.mktemp("onnx") / "m.onnx")
+
+
+def _inputs(n: int = 10_000) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    level = rng.uniform(1.0, 120.0, (n, 1))
+    return (level * (1 + 0.05 * rng.standard_normal((n, 16)))).astype(np.float32)
+
+
+def test_onnx_file_is_valid_with_explicit_ir_and_opset(exported: tuple[TCNForecaster, Path]) -> None:
+    _, path = exported
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m, full_check=True)
+    assert m.ir_version == ONNX_IR_VERSION <= 10  # onnxruntime 1.31 reads IR <= 13
+    assert {(o.domain or "ai.onnx"): o.version for o in m.opset_import}["ai.onnx"] == ONNX_OPSET == 17
+    sess = ort_session(path)
+    assert [i.name for i in sess.get_inputs()] == ["x"] and sess.get_inputs()[0].shape[1] == 16
+    assert sess.run(None, {"x": _inputs(7)})[0].shape == (7, 1)  # dynamic batch axis
+
+
+def test_parity_on_ten_thousand_inputs(exported: tuple[TCNForecaster, Path]) -> None:
+    model, path = exported
+    res = check_parity(lambda b: predict(model, b), path, _inputs())
+    assert res["n"] == 10_000 and res["max_abs_diff"] <= 1e-4
+
+
+def test_parity_failure_is_loud(exported: tuple[TCNForecaster, Path]) -> None:
+    model, path = exported
+    with pytest.raises(ParityError, match="parity check FAILED") as ei:
+        check_parity(lambda b: predict(model, b) + np.where(np.arange(len(b)) == 3, 1e-3, 0), path,
+                     _inputs(100), tol=1e-4)
+    assert isinstance(ei.value, OcadError) and ei.value.worst_index == 3 and ei.value.max_abs_diff > 9e-4
+    with pytest.raises(ParityError):  # NaN on one side only is a mismatch, not a pass
+        check_parity(lambda b: np.full(len(b), np.nan), path, _inputs(10))
+
+
+def test_initializer_digest_tracks_weights(exported: tuple[TCNForecaster, Path], tmp_path: Path) -> None:
+    model, path = exported
+    again = export_tcn_onnx(model, 16, tmp_path / "again.onnx")
+    assert onnx_initializer_digest(again) == onnx_initializer_digest(path)
+    with torch.no_grad():
+        model.head.bias += 1.0
+    try:
+        changed = export_tcn_onnx(model, 16, tmp_path / "changed.onnx")
+    finally:
+        with torch.no_grad():
+            model.head.bias -= 1.0
+    assert onnx_initializer_digest(changed) != onnx_initializer_digest(path)
