@@ -24,6 +24,7 @@ from ocad.train._iforest import (
 )
 from ocad.train._onnx_trees import (
     average_path_length,
+    boundary_inputs,
     iforest_reference_scores,
     iforest_to_onnx,
     raw_space_thresholds,
@@ -47,23 +48,7 @@ def _data(rng: np.random.Generator, n: int, shift: float = 0.0) -> np.ndarray:
 
 def _boundary_rows(forest: IsolationForest, base: np.ndarray, center: np.ndarray, scale: np.ndarray,
                    rng: np.random.Generator, n: int) -> np.ndarray:
-    """Rows whose one feature sits exactly on a split's raw float32 threshold or one ulp above.
-
-    These are the inputs a naive float32 cast of sklearn's float64 threshold routes wrongly.
-    """
-    rows = base[rng.integers(0, base.shape[0], size=n)].copy()
-    cols, t64 = [], []
-    for k in rng.integers(len(forest.estimators_), size=n):
-        tr = forest.estimators_[k].tree_
-        node = rng.choice(np.flatnonzero(tr.children_left >= 0))
-        cols.append(int(forest.estimators_features_[k][tr.feature[node]]))
-        t64.append(tr.threshold[node])
-    j = np.array(cols)
-    t = raw_space_thresholds(np.array(t64), center[j], scale[j])
-    up = np.arange(n) % 2 == 1
-    t[up] = np.nextafter(t[up], np.float32(np.inf))
-    rows[np.arange(n), j] = t
-    return rows
+    return boundary_inputs(forest, base, n, center=center, scale=scale, seed=int(rng.integers(1 << 30)))
 
 
 def _robust(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from ._onnx_trees import (
     OPSET_ML,
     OPSET_ONNX,
     OUTPUT_NAME,
+    boundary_inputs,
     iforest_reference_scores,
     iforest_to_onnx,
 )
@@ -220,7 +222,7 @@ def _parity_inputs(x_val: np.ndarray, x_train: np.ndarray, n: int, max_missing: 
     Synthetic rows take each feature from an independent random validation row (so
     they cover combinations the forest never saw), a share of them with extra NaN
     (exercising the in-graph imputation) and a share stretched beyond the training
-    range (the outermost leaves).
+    range (the outermost leaves). Threshold probes are added by the caller.
     """
     base = x_val if x_val.shape[0] else x_train
     parts = [x_val]
@@ -230,7 +232,9 @@ def _parity_inputs(x_val: np.ndarray, x_train: np.ndarray, n: int, max_missing: 
     nan_rows = rng.random(need) < 0.25
     nan_cells = (rng.random((need, f)) < max_missing * 0.8) & nan_rows[:, None]
     mixed[nan_cells] = np.nan
-    lo, hi = np.nanmin(x_train, axis=0), np.nanmax(x_train, axis=0)
+    with warnings.catch_warnings():  # an all-NaN column is legal (a metric nobody reports)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(x_train, axis=0), np.nanmax(x_train, axis=0)
     span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
     wide_rows = rng.random(need) < 0.1
     wide = (np.nan_to_num(lo) - span + rng.random((need, f)) * 3 * span).astype(np.float32)
@@ -389,6 +393,8 @@ def train_iforest(features_train: np.ndarray, features_val: np.ndarray, feature_
         return iforest_reference_scores(forest, b, center=center, scale=scale, impute=impute)
 
     parity_x = _parity_inputs(x_judged, x_fit, int(cfg["parity_n"]), max_missing, rng)
+    parity_x = np.concatenate([parity_x, boundary_inputs(
+        forest, parity_x, max(1000, parity_x.shape[0] // 10), center=center, scale=scale, seed=seed)])
     with tempfile.TemporaryDirectory(prefix="ocad-iforest-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         onnx_path.write_bytes(onnx_bytes)

@@ -63,6 +63,7 @@ __all__ = [
     "OPSET_ONNX",
     "OUTPUT_NAME",
     "average_path_length",
+    "boundary_inputs",
     "iforest_reference_scores",
     "iforest_to_onnx",
     "raw_space_thresholds",
@@ -178,6 +179,32 @@ def raw_space_thresholds(t: np.ndarray, center: np.ndarray, scale: np.ndarray) -
         lo = np.where(open_ & good, mid, lo)
         hi = np.where(open_ & ~good, mid, hi)
     return np.where(top, np.float32(np.inf), _from_key(lo)).astype(np.float32)
+
+
+def boundary_inputs(model: IsolationForest, base: np.ndarray, n: int, *, center: np.ndarray | None = None,
+                    scale: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Parity probes: rows of ``base`` with one feature exactly on a random split's raw threshold.
+
+    Half sit on the float32 threshold ``t'`` (sklearn goes left), half one ulp above
+    (right): the inputs that a threshold rounded the wrong way would misroute, and
+    that random data almost never hits.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(base, dtype=np.float32)
+    c, s = _affine(center, scale, x.shape[1])
+    rows = x[rng.integers(0, x.shape[0], size=n)].copy()
+    cols = np.empty(n, dtype=np.int64)
+    t64 = np.empty(n, dtype=np.float64)
+    for i, k in enumerate(rng.integers(len(model.estimators_), size=n)):
+        tr = model.estimators_[k].tree_
+        node = rng.choice(np.flatnonzero(tr.children_left >= 0))
+        cols[i] = int(model.estimators_features_[k][tr.feature[node]])
+        t64[i] = tr.threshold[node]
+    t = raw_space_thresholds(t64, c[cols], s[cols])
+    up = np.arange(n) % 2 == 1
+    t[up] = np.nextafter(t[up], np.float32(np.inf))
+    rows[np.arange(n), cols] = t
+    return rows
 
 
 def _tree_arrays(model: IsolationForest) -> list[dict[str, np.ndarray]]:
