@@ -1,0 +1,314 @@
+"""Shadow mode: run a candidate set of detectors beside the active ones, without affecting alerts.
+
+A :class:`ShadowRunner` holds its own :class:`CompositeDetector` and
+:class:`AlertPolicy`. Attached to a Monitor, it is called after every tick with
+the very view the active composite scored (no second window store, no second
+feature computation), scores it with the candidate detectors, runs the
+candidate alert policy, and records how the two differ: composite and
+per-detector score agreement, and alert episodes only in the active stream, only
+in the candidate stream, or in both. The candidate's alert events stay in
+:attr:`ShadowRunner.events`; they never enter the Monitor's event stream, and a
+candidate that raises is counted, never propagated.
+
+Typical use, comparing a newly trained model version before promoting it::
+
+    mon = Monitor.from_defaults()
+    shadow = ShadowRunner.from_model_dir(mon, "store/candidates/residual-1.3.0").attach(mon)
+    for batch in stream:
+        handle(mon.observe(batch))              # active alerts only
+    print(shadow.report().to_dict())           # agreement, alerts only in one of the two
+
+Cost: the candidate detectors run on every tick, in the Monitor's thread, after
+the active alerts were computed; budget for them as for active detectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ._alerts import AlertEvent, AlertPolicy, AlertPolicyConfig
+from ._ensemble import CompositeDetector, CompositeOutput
+from ._errors import OcadConfigError
+from ._view import DetectorView
+
+__all__ = ["ShadowReport", "ShadowRunner"]
+
+log = logging.getLogger("ocad.shadow")
+
+
+@attrs.define
+class _Agreement:
+    """Streaming sums for the correlation and differences of two score series."""
+
+    n: int = 0
+    sx: float = 0.0
+    sy: float = 0.0
+    sxx: float = 0.0
+    syy: float = 0.0
+    sxy: float = 0.0
+    sad: float = 0.0
+    max_ad: float = 0.0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        ok = np.isfinite(x) & np.isfinite(y)
+        if not ok.any():
+            return
+        x, y = x[ok].astype(np.float64), y[ok].astype(np.float64)
+        self.n += int(x.size)
+        self.sx += float(x.sum())
+        self.sy += float(y.sum())
+        self.sxx += float((x * x).sum())
+        self.syy += float((y * y).sum())
+        self.sxy += float((x * y).sum())
+        ad = np.abs(x - y)
+        self.sad += float(ad.sum())
+        self.max_ad = max(self.max_ad, float(ad.max()))
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.n == 0:
+            return {"n": 0, "correlation": None, "mean_abs_diff": None, "max_abs_diff": None,
+                    "mean_active": None, "mean_candidate": None}
+        n = self.n
+        vx = self.sxx / n - (self.sx / n) ** 2
+        vy = self.syy / n - (self.sy / n) ** 2
+        cov = self.sxy / n - (self.sx / n) * (self.sy / n)
+        corr = cov / np.sqrt(vx * vy) if vx > 1e-15 and vy > 1e-15 else None
+        return {"n": n, "correlation": None if corr is None else float(np.clip(corr, -1.0, 1.0)),
+                "mean_abs_diff": self.sad / n, "max_abs_diff": self.max_ad,
+                "mean_active": self.sx / n, "mean_candidate": self.sy / n}
+
+
+@attrs.frozen
+class ShadowReport:
+    """How the candidate differed from the active detectors so far.
+
+    ``scores``: agreement of the composite scores over the endpoint-samples both
+    could judge (``n``, Pearson ``correlation``, ``mean_abs_diff``,
+    ``max_abs_diff``, the two means). ``detectors``: the same per detector name
+    present on both sides (e.g. ``residual`` v1.2 vs v1.3). Alert episodes
+    (open → resolve of one endpoint) are matched when they overlap in sample
+    time on the same endpoint: ``both`` counts matched pairs, ``only_active`` /
+    ``only_candidate`` list the others (endpoint, opened, resolved).
+    """
+
+    name: str
+    ticks: int
+    scores: Mapping[str, Any]
+    detectors: Mapping[str, Mapping[str, Any]]
+    active_alerts: int
+    candidate_alerts: int
+    both: int
+    only_active: tuple[Mapping[str, Any], ...]
+    only_candidate: tuple[Mapping[str, Any], ...]
+    candidate_health: Mapping[str, Mapping[str, Any]]
+    errors: int
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = attrs.asdict(self, recurse=False)
+        d["only_active"] = [dict(e) for e in self.only_active]
+        d["only_candidate"] = [dict(e) for e in self.only_candidate]
+        return d
+
+
+def _track(episodes: dict[str, dict[str, Any]], events: Iterable[AlertEvent]) -> int:
+    opened = 0
+    for ev in events:
+        a = ev.alert
+        if ev.event == "open":
+            episodes[a.alert_id] = {"endpoint_id": a.endpoint_id, "opened_ts": a.opened_ts, "resolved_ts": None}
+            opened += 1
+        elif ev.event == "resolve" and a.alert_id in episodes:
+            episodes[a.alert_id]["resolved_ts"] = a.resolved_ts
+    return opened
+
+
+def _overlap(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    a_end = np.inf if a["resolved_ts"] is None else a["resolved_ts"]
+    b_end = np.inf if b["resolved_ts"] is None else b["resolved_ts"]
+    return bool(a["opened_ts"] <= b_end and b["opened_ts"] <= a_end)
+
+
+class ShadowRunner:
+    """Candidate detectors scored on the active Monitor's views, with their own alert policy.
+
+    Parameters
+    ----------
+    detectors:
+        The candidate set (a full set: it replaces the active composite in the
+        comparison). :meth:`from_monitor` builds it from the active set with some
+        detectors replaced.
+    weights, alerts, warmup_samples, time_budget_s, max_consecutive_failures:
+        As for the Monitor's composite and alert policy; :meth:`from_monitor`
+        copies the Monitor's.
+    name:
+        A label for reports and logs.
+    max_events:
+        The candidate's alert events kept in :attr:`events` (oldest dropped first).
+    """
+
+    def __init__(self, detectors: Sequence[Any], *, weights: Mapping[str, float] | None = None,
+                 alerts: AlertPolicyConfig | None = None, warmup_samples: int = 0,
+                 time_budget_s: float | None = None, max_consecutive_failures: int = 3,
+                 name: str = "candidate", max_events: int = 10_000) -> None:
+        self.name = name
+        self.composite = CompositeDetector(detectors, weights, time_budget_s=time_budget_s,
+                                           max_consecutive_failures=max_consecutive_failures)
+        self.policy = AlertPolicy(alerts)
+        self.warmup_samples = int(warmup_samples)
+        self.max_events = int(max_events)
+        self.events: list[AlertEvent] = []
+        self.errors = 0
+        self.last_error: str | None = None
+        self._monitor: Any = None
+        self.reset_stats()
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def from_monitor(cls, monitor: Any, candidates: Sequence[Any], *, name: str = "candidate",
+                     keep_others: bool = True, **kw: Any) -> ShadowRunner:
+        """The Monitor's detectors with same-named ones replaced by ``candidates`` (others added).
+
+        ``keep_others=False``: the candidate set is exactly ``candidates``. Weights,
+        alert policy, warm-up and time budget are the Monitor's.
+        """
+        from ._monitor import DEFAULT_WEIGHTS
+
+        cand = {d.name: d for d in candidates}
+        if len(cand) != len(candidates):
+            raise OcadConfigError(f"shadow {name!r}: candidate detector names must be unique")
+        dets = [cand.pop(d.name, d) for d in monitor.detectors] if keep_others else []
+        dets += list(cand.values())
+        weights = {**DEFAULT_WEIGHTS, **dict(zip(monitor.composite.names, monitor.composite.weights.tolist()))}
+        opts: dict[str, Any] = {"weights": weights, "alerts": monitor.policy.config,
+                                "warmup_samples": monitor.warmup_samples,
+                                "time_budget_s": monitor.config.time_budget_s,
+                                "max_consecutive_failures": monitor.config.max_consecutive_failures}
+        opts.update(kw)
+        return cls(dets, name=name, **opts)
+
+    @classmethod
+    def from_model_dir(cls, monitor: Any, path: str | os.PathLike[str], *, name: str | None = None,
+                       **kw: Any) -> ShadowRunner:
+        """Candidate detectors built by the plugins from the artifacts in ``path`` (strictly).
+
+        Any artifact that fails to load or build raises: a shadow comparison with
+        a silently missing candidate would report agreement that means nothing.
+        """
+        from ._artifact import find_artifacts, load_artifact
+
+        paths = find_artifacts(path)
+        if not paths:
+            raise OcadConfigError(f"shadow: no artifacts in {str(path)!r}")
+        arts = [load_artifact(p) for p in paths]
+        ctx = attrs.evolve(monitor.context, strict=True, artifact_errors=[])
+        dets = monitor.registry.artifact_detectors(arts, ctx, strict=True)
+        if not dets:
+            raise OcadConfigError(f"shadow: no installed plugin builds detectors from the artifacts in {str(path)!r}")
+        label = name or ",".join(f"{a.name}@{a.version}" for a in arts)
+        return cls.from_monitor(monitor, dets, name=label, **kw)
+
+    def attach(self, monitor: Any) -> ShadowRunner:
+        """Run beside ``monitor`` from its next tick on (``monitor.shadows``); returns ``self``."""
+        if self.composite.window > monitor.window:
+            raise OcadConfigError(
+                f"shadow {self.name!r} needs a window of {self.composite.window} samples, the Monitor keeps "
+                f"{monitor.window}; configure [monitor] window = {self.composite.window} or more")
+        if self not in monitor.shadows:
+            monitor.shadows.append(self)
+        self._monitor = weakref.ref(monitor)
+        return self
+
+    def detach(self, monitor: Any) -> None:
+        if self in monitor.shadows:
+            monitor.shadows.remove(self)
+        self._monitor = None
+
+    # -- per tick -------------------------------------------------------------
+    def observe_tick(self, view: DetectorView, batch: Any, comp: CompositeOutput,
+                     events: Sequence[AlertEvent]) -> None:
+        """Called by the Monitor after each tick; never raises, never touches ``events``."""
+        try:
+            self._observe(view, batch, comp, events)
+        except Exception as exc:  # noqa: BLE001 - a candidate must never break the active Monitor
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if self.errors == 1 or self.errors % 100 == 0:
+                log.warning("shadow %r failed on a tick (%d so far): %s", self.name, self.errors, self.last_error)
+
+    def _observe(self, view: DetectorView, batch: Any, comp: CompositeOutput,
+                 events: Sequence[AlertEvent]) -> None:
+        self.ticks += 1
+        self._drop_evicted(batch)
+        cand = self.composite.score(view)
+        cev = self.policy.update(batch.endpoint_id, batch.ts, cand, ready=view.counts >= self.warmup_samples)
+        if cev:
+            self.events.extend(cev)
+            if len(self.events) > self.max_events:
+                del self.events[: len(self.events) - self.max_events]
+        self._n_active += _track(self._active, events)
+        self._n_candidate += _track(self._candidate, cev)
+        self._scores.add(comp.scores, cand.scores)
+        for j, nm in enumerate(cand.detectors):
+            if nm in comp.detectors:
+                i = comp.detectors.index(nm)
+                self._per_detector.setdefault(nm, _Agreement()).add(comp.detector_scores[:, i],
+                                                                     cand.detector_scores[:, j])
+
+    def _drop_evicted(self, batch: Any) -> None:
+        # The Monitor tells its own policy about evicted endpoints; tell the candidate's too.
+        mon = self._monitor() if self._monitor is not None else None
+        if mon is None:
+            return
+        open_eps = [a.endpoint_id for a in self.policy.open_alerts()]
+        if open_eps:
+            gone = mon.store.lookup(np.asarray(open_eps, dtype=object)) < 0
+            if gone.any():
+                ts = float(np.max(batch.ts)) if len(batch.ts) else 0.0
+                self._track_candidate(self.policy.drop([e for e, g in zip(open_eps, gone) if g], ts))
+
+    def _track_candidate(self, cev: list[AlertEvent]) -> None:
+        self.events.extend(cev)
+        _track(self._candidate, cev)
+
+    # -- reporting ------------------------------------------------------------
+    def reset_stats(self) -> None:
+        """Start a new comparison period (alert state is kept)."""
+        self.ticks = 0
+        self._scores = _Agreement()
+        self._per_detector: dict[str, _Agreement] = {}
+        self._active: dict[str, dict[str, Any]] = {}
+        self._candidate: dict[str, dict[str, Any]] = {}
+        self._n_active = 0
+        self._n_candidate = 0
+
+    def report(self) -> ShadowReport:
+        act = list(self._active.values())
+        cand = list(self._candidate.values())
+        by_ep: dict[str, list[int]] = {}
+        for k, c in enumerate(cand):
+            by_ep.setdefault(c["endpoint_id"], []).append(k)
+        matched_c: set[int] = set()
+        only_a = []
+        both = 0
+        for a in act:
+            hit = [k for k in by_ep.get(a["endpoint_id"], []) if _overlap(a, cand[k])]
+            if hit:
+                both += 1
+                matched_c.update(hit)
+            else:
+                only_a.append(dict(a))
+        only_c = [dict(c) for k, c in enumerate(cand) if k not in matched_c]
+        return ShadowReport(
+            name=self.name, ticks=self.ticks, scores=self._scores.to_dict(),
+            detectors={n: a.to_dict() for n, a in sorted(self._per_detector.items())},
+            active_alerts=self._n_active, candidate_alerts=self._n_candidate, both=both,
+            only_active=tuple(only_a), only_candidate=tuple(only_c),
+            candidate_health=self.composite.health_report(), errors=self.errors, last_error=self.last_error)
