@@ -377,7 +377,7 @@ class Monitor:
                       "allocated_rows": self.store.allocated_rows, "bytes": self.store.nbytes(),
                       "evicted_idle": self.store.evicted_idle, "evicted_capacity": self.store.evicted_capacity},
             "detectors": self.composite.health_report(),
-            "plugin_failures": [f.__dict__ if hasattr(f, "__dict__") else str(f) for f in self.registry.failures],
+            "plugin_failures": [attrs.asdict(f) if attrs.has(type(f)) else str(f) for f in self.registry.failures],
             "alerts": dict(self.policy.counts),
             "open_alerts": len(self.policy.open_alerts()),
             "artifact_errors": list(getattr(self, "artifact_errors", [])),
