@@ -6,9 +6,10 @@ built-ins have no powers a plugin lacks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
+from ._errors import OcadConfigError
 from ._metrics import ORAN_METRICS, MetricKind, MetricSpec
 from .hookspecs import hookimpl
 
@@ -28,16 +29,25 @@ def ocad_detectors(context: DetectorContext) -> Iterable[Detector]:
     from ._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
 
     m = context.metrics
-    win = context.window
     out: list[Detector] = [RuleDetector.from_options(m, context.options("rule"))]
     kinds = {s.kind for s in m}
     if MetricKind.GAUGE in kinds:
-        out.append(SpikeDetector.from_registry(m, window=win, **context.options("spike")))
+        out.append(_build("spike", context, SpikeDetector.from_registry, m))
         from ._changepoint import ChangepointDetector
 
-        out.append(ChangepointDetector.from_specs(m, **{"window": win, **context.options("changepoint")}))
+        out.append(_build("changepoint", context, ChangepointDetector.from_specs, m))
     if kinds & {MetricKind.BOOLEAN, MetricKind.COUNT}:
-        out.append(ContinuityDetector.from_registry(m, window=win, **context.options("continuity")))
+        out.append(_build("continuity", context, ContinuityDetector.from_registry, m))
     if len(m) > 1:
-        out.append(ConcurrencyDetector(window=win, **context.options("concurrency")))
+        out.append(_build("concurrency", context, ConcurrencyDetector))
     return out
+
+
+def _build(name: str, context: DetectorContext, factory: Callable[..., Any], *args: Any) -> Any:
+    """``factory(*args, window=..., **[detectors.<name>])``: the table may override the window;
+    an option the detector does not take is the user's config error, named as such."""
+    options = context.options(name)
+    try:
+        return factory(*args, **{"window": context.window, **options})
+    except TypeError as exc:
+        raise OcadConfigError(f"detectors.{name}: bad option(s) in {options!r}: {exc}") from exc
