@@ -47,7 +47,7 @@ def _make_view(values: np.ndarray, ts: np.ndarray | None = None, *, specs: Seque
                         counts=(~np.isnan(ts)).sum(axis=1).astype(np.int64))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_view():
     """``make_view(values (N, W, M), ts=None, specs=ORAN_METRICS)`` → a DetectorView."""
     return _make_view
@@ -69,7 +69,7 @@ def _composite(scores: Sequence[float], detector_scores: Sequence[Sequence[float
                            contributions=contrib, outputs=outs)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def composite():
     """``composite(scores (N,), detector_scores (N, D), kinds (D,))`` → a CompositeOutput."""
     return _composite
