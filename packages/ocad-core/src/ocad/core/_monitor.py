@@ -216,9 +216,11 @@ class Monitor:
             df = df.pivot_table(index=["endpoint_id", "ts"], columns="metric", values="value",
                                 aggfunc="first").reset_index()
             cols = list(df.columns)
-        ts = df["ts"].to_numpy()
-        if ts.dtype.kind == "M" or str(df["ts"].dtype).startswith("datetime64"):
-            ts = df["ts"].astype("int64").to_numpy() / 1e9 if ts.dtype.kind != "f" else ts
+        ts_col = df["ts"]
+        if str(ts_col.dtype).startswith("datetime64") and ts_col.dt.tz is not None:
+            ts_col = ts_col.dt.tz_convert(None)  # UTC, naive
+        # datetime64 of any unit (pandas 3 defaults to "us", not "ns"): the Validator converts it.
+        ts = ts_col.to_numpy()
         values = {c: df[c].to_numpy() for c in cols if c not in ("endpoint_id", "ts")}
         values = {k: (v.astype(object) if v.dtype.kind == "O" else v) for k, v in values.items()}
         for k in [k for k in values if k not in self.validator.names]:
