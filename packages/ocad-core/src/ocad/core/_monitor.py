@@ -259,13 +259,9 @@ class Monitor:
         rows = store.rows(b.endpoint_id)
         store.append(rows, b.ts, b.values)
         events: list[AlertEvent] = []
-        evicted = self._evict_idle()
+        evicted = self._evict_idle(rows)
         if evicted:
             events += self.policy.drop(evicted, float(store.max_ts))
-            keep = store.lookup(b.endpoint_id) >= 0
-            if not keep.all():
-                b = b.take(np.flatnonzero(keep))
-                rows = rows[keep]
         view = self._view(rows, b)
         comp = self.composite.score(view)
         events += self.policy.update(b.endpoint_id, b.ts, comp, ready=view.counts >= self.warmup_samples)
@@ -275,12 +271,15 @@ class Monitor:
             self._score_sink.append(self._score_rows(b, comp))
         return events
 
-    def _evict_idle(self) -> list[str]:
+    def _evict_idle(self, active: np.ndarray) -> list[str]:
         st = self.store
         if st.idle_timeout_s is None or not len(st):
             return []
         limit = st.max_ts - st.idle_timeout_s
-        idle = np.flatnonzero((st.last_ts < limit) & (st.last_ts > -np.inf))
+        stale = (st.last_ts < limit) & (st.last_ts > -np.inf)
+        # Rows of this tick just reported: not idle, even when their clock is far behind (reset).
+        stale[active] = False
+        idle = np.flatnonzero(stale)
         if not idle.size:
             return []
         ids = [str(e) for e in st.ids[idle]]
