@@ -260,6 +260,9 @@ class Monitor:
         store.append(rows, b.ts, b.values)
         events: list[AlertEvent] = []
         evicted = self._evict_idle(rows)
+        if store.evicted_lru:  # evicted for capacity by rows(): forgotten like idle ones
+            evicted = [*store.evicted_lru, *evicted]
+            store.evicted_lru.clear()
         if evicted:
             events += self.policy.drop(evicted, float(store.max_ts))
         view = self._view(rows, b)

@@ -40,6 +40,8 @@ class WindowStore:
         self._free: list[int] = []
         self.evicted_idle = 0
         self.evicted_capacity = 0
+        #: Ids of endpoints evicted for capacity since the owner last cleared this list.
+        self.evicted_lru: list[str] = []
         self.max_ts = -np.inf
         self._alloc(min(max(int(initial_rows), 1), self.capacity))
 
@@ -124,6 +126,7 @@ class WindowStore:
                 "or shard the Monitor by endpoint")
         order = np.argpartition(self.last_ts[cand], k - 1)[:k] if k < cand.size else np.arange(cand.size)
         victims = cand[order]
+        self.evicted_lru += [str(self.ids[r]) for r in victims.tolist()]
         self._release(victims)
         self.evicted_capacity += int(victims.size)
 
