@@ -197,8 +197,10 @@ def test_lru_evicts_oldest_last_ts_and_counts():
     assert s.allocated_rows == 3 and s.evicted_capacity == 0
     _tick(s, ["d"], 5.0)
     assert sorted(s.endpoints()) == ["a", "c", "d"] and s.evicted_capacity == 1
+    assert s.evicted_lru == ["b"]
     _tick(s, ["e", "f", "a"], 6.0)  # a is protected: it is in the tick
     assert sorted(s.endpoints()) == ["a", "e", "f"] and s.evicted_capacity == 3
+    assert sorted(s.evicted_lru) == ["b", "c", "d"]
     # an evicted endpoint comes back with an empty window
     _tick(s, ["b"], 7.0, v=3.0)
     _, ts = s.window_of(s.lookup(["b"]))
