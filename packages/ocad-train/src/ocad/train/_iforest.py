@@ -366,8 +366,8 @@ def train_iforest(features_train: np.ndarray, features_val: np.ndarray, feature_
                               "calibrate and choose the threshold")
 
     scaler = RobustScaler().fit(x_fit)
-    center, scale = scaler.center_, scaler.scale_
-    assert center is not None and scale is not None
+    center = np.asarray(scaler.center_, dtype=np.float64)
+    scale = np.asarray(scaler.scale_, dtype=np.float64)
     impute = center.astype(np.float32)
 
     def scaled(x: np.ndarray) -> np.ndarray:
