@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocad.core import OcadConfigError, OcadValidationError
-from ocad.train import SeriesTable, as_table, from_fleet, load_table
+from ocad.train import SeriesTable, as_table, from_fleet, load_table, table_from_frame
 
 
 def _wide() -> pd.DataFrame:
@@ -92,3 +94,16 @@ def test_from_fleet_uses_normal_mask(fleet: object) -> None:
 def test_series_table_checks_shapes() -> None:
     with pytest.raises(ValueError, match="do not match"):
         SeriesTable(endpoint_ids=["a"], metrics=["m"], ts=[np.arange(3.0)], values=[np.ones((2, 1))])
+
+
+@settings(max_examples=60, deadline=None)
+@given(cell=st.text(max_size=8))
+def test_any_cell_text_parses_or_raises_a_validation_error_naming_the_column(cell: str) -> None:
+    df = pd.DataFrame({"endpoint_id": ["a", "a"], "ts": [0.0, 5.0], "my_kpi": ["1.5", cell]})
+    try:
+        t = table_from_frame(df)
+    except OcadValidationError as exc:
+        assert exc.field == "my_kpi" and exc.value == cell and exc.index == 1
+    else:
+        v = t.series(0, "my_kpi")[1]
+        assert np.isnan(v) if not cell.strip() else np.isfinite(v)

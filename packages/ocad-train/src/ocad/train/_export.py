@@ -7,9 +7,11 @@ optimisations, i.e. what the runtime detectors run) and raises
 :class:`ParityError` if any output differs by more than ``tol``.
 
 Files are written with opset :data:`ONNX_OPSET` and IR version
-:data:`ONNX_IR_VERSION`, both set explicitly: IR 8 is the lowest IR that carries
-opset 17 and is read by every onnxruntime since 1.10 (1.31 reads up to IR 13), so
-an artifact trained with a newer torch still loads in an older runtime.
+:data:`ONNX_IR_VERSION`, both set explicitly rather than taken from whatever the
+installed torch / onnx default to: IR 8 is the lowest IR version that carries
+opset 17, so the file loads in any onnxruntime that implements opset 17 (the
+runtime package requires onnxruntime >= 1.17; 1.31 reads IR <= 13), and an
+artifact exported with a newer torch still loads in an older runtime.
 """
 
 from __future__ import annotations
