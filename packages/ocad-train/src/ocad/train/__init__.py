@@ -23,6 +23,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "DATASET_SCHEMA_VERSION": "_datasets",
+    "LABEL_COLUMN": "_data",
+    "SEARCH_SPACE": "_tune",
+    "SPLITS": "_datasets",
+    "simulate_table": "_pipeline",
     "DataConfig": "_config",
     "FILL_POLICY": "_datasets",
     "FitResult": "_tcn",
@@ -82,9 +87,11 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._config import DataConfig, ForecasterConfig, TrainConfig, load_config, resolve_metric_specs
-    from ._data import SeriesTable, as_table, from_fleet, load_table, table_from_frame
+    from ._data import LABEL_COLUMN, SeriesTable, as_table, from_fleet, load_table, table_from_frame
     from ._datasets import (
+        DATASET_SCHEMA_VERSION,
         FILL_POLICY,
+        SPLITS,
         SequenceDataset,
         Split,
         build_sequence_datasets,
@@ -109,7 +116,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from ._forecaster import ForecasterRun, parity_inputs, train_forecaster, train_forecasters
     from ._manifest import data_fingerprint, library_versions, publish_artifact
-    from ._pipeline import load_training_data, train_all
+    from ._pipeline import load_training_data, simulate_table, train_all
     from ._residual import RESIDUAL_SCORE_DOC, fit_residual_calibration, fit_residual_scaler, residual_raw_scores
     from ._tcn import (
         FitResult,
@@ -122,7 +129,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         regression_metrics,
     )
     from ._tracking import MlflowTracker
-    from ._tune import tune_forecaster
+    from ._tune import SEARCH_SPACE, tune_forecaster
 
 
 def __getattr__(name: str) -> Any:
