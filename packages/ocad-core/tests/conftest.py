@@ -18,7 +18,6 @@ from ocad.core import (
     DetectorOutput,
     DetectorView,
     FeatureEngine,
-    Monitor,
     PluginRegistry,
 )
 
@@ -73,22 +72,3 @@ def _composite(scores: Sequence[float], detector_scores: Sequence[Sequence[float
 def composite():
     """``composite(scores (N,), detector_scores (N, D), kinds (D,))`` → a CompositeOutput."""
     return _composite
-
-
-#: The core detectors without the changepoint detector: every Monitor test that only needs
-#: *a* full pipeline uses it, to keep the suite fast on shared CPUs (changepoint has its own tests).
-FAST_CONFIG: dict[str, Any] = {
-    "monitor": {"use_shipped_models": False},
-    "detectors": {"changepoint": {"enabled": False}},
-}
-
-
-@pytest.fixture
-def fast_monitor(registry: PluginRegistry):
-    """``fast_monitor(**monitor_overrides)`` → a Monitor on the fast core config."""
-
-    def make(**monitor: Any) -> Monitor:
-        cfg = {**FAST_CONFIG, "monitor": {**FAST_CONFIG["monitor"], **monitor}}
-        return Monitor(cfg, registry=registry)
-
-    return make

@@ -50,7 +50,9 @@ def check_transform(cal: Calibration) -> None:
     out = cal.transform(r)
     assert out.shape == r.shape
     assert np.all((out >= 0.0) & (out <= 1.0))
-    assert np.all(np.diff(out) >= 0.0), "transform must be monotone non-decreasing"
+    # Monotone non-decreasing, up to rounding: np.interp can land one ulp above a knot's value
+    # just before the knot, and 1 - (1 - p) can round one ulp below p at the top of the table.
+    assert np.all(np.diff(out) >= -1e-15), "transform must be monotone non-decreasing"
     assert np.isnan(cal.transform(np.array([np.nan, 1.0, np.nan]))[[0, 2]]).all()
     assert out[0] == 0.0 and out[-1] == 1.0  # -inf and +inf
 
