@@ -5,8 +5,11 @@ Defaults and why
 ``intra_op_num_threads = 1``
     A tick is small (one ``(N, W)`` batch per model, N = the endpoints of one
     tick) and OCAD's reference host has two cores shared with the rest of the
-    NOC tool; measurements in the package README. Shard endpoints over
-    processes (the Monitor is built for it) to use more cores.
+    NOC tool. Measured there (``benchmarks/ort_threads.py``, numbers in the
+    package README): a second thread does not reliably shorten a tick (equal at
+    100 endpoints, sometimes faster, sometimes slower at 1000-3000 on a busy
+    host) and costs up to 20 % more CPU. Shard endpoints over processes (the
+    Monitor is built for it) to use more cores.
 ``inter_op_num_threads = 1``
     The graphs are a single chain; parallel execution of independent nodes has
     nothing to run in parallel.
@@ -17,7 +20,8 @@ Defaults and why
     onnxruntime's default; the export parity checks in ocad-train run with it.
 ``allow_spinning = false``
     Only matters with more than one intra-op thread: idle pool threads then
-    sleep instead of busy-waiting on a shared host.
+    sleep instead of busy-waiting (onnxruntime's default spinning made ticks
+    2-4x slower on the shared host).
 
 Every session is created from the model file's *bytes* after their sha256 was
 checked against the manifest again, so the bytes that run are the bytes that
