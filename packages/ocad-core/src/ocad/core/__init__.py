@@ -11,7 +11,10 @@ The one import an embedding application needs::
 Each stage of the data flow lives in one private module: ``_validate`` (Validator),
 ``_window`` (WindowStore), ``_features`` (FeatureEngine), detectors in ``_rules``,
 ``_statistical`` and ``_changepoint``, ``_ensemble`` (CompositeDetector), ``_alerts``
-(AlertPolicy) and ``_monitor`` (Monitor), which wires them together.
+(AlertPolicy) and ``_monitor`` (Monitor), which wires them together. ``_state``
+exports and imports one endpoint's (or a group's) window and alert state as plain
+lists and JSON, for runners that shard endpoints; ``ocad.core.spark`` (extra
+``spark``) is such a runner on Apache Spark.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ._protocols import Detector, ModelArtifact, Scaler
 from ._registry import DetectorContext, PluginFailure, PluginInfo, PluginRegistry
 from ._rules import DEFAULT_THRESHOLDS, RuleDetector
 from ._scalers import RobustScaler, StandardScaler, scaler_from_dict
+from ._state import export_state, import_state, reset_state
 from ._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
 from ._store import ModelStore
 from ._synthetic import FAULT_TYPES, EndpointInfo, FaultEvent, Fleet, generate_fleet
@@ -105,14 +109,17 @@ __all__ = [
     "Validator",
     "WindowStore",
     "alerts_from_events",
+    "export_state",
     "find_artifacts",
     "generate_fleet",
     "hookimpl",
+    "import_state",
     "load_artifact",
     "match_events",
     "pelt",
     "pelt_last_change",
     "read_records",
+    "reset_state",
     "scaler_from_dict",
     "summarize_matches",
     "write_artifact",

@@ -1,0 +1,186 @@
+"""Per-endpoint state of a Monitor as plain lists and JSON: export, import, reset.
+
+:meth:`Monitor.snapshot` saves a whole Monitor to a directory. A runner that
+shards endpoints (Spark's ``applyInPandasWithState``, a Kafka Streams or Flink
+job, a key-value store) needs the state of *one* endpoint, or of one group of
+endpoints, as values it can keep in a row between two batches. Everything an
+endpoint carries from one sample to the next is in two places:
+
+* the WindowStore: its last ``window`` samples and their times, how many samples
+  it has seen (warm-up), the metrics it has ever reported (capabilities), the
+  time of its last sample (ordering, idle eviction);
+* the AlertPolicy: the pending count before an alert opens, the open alert, the
+  hold-down and update timers.
+
+Detectors are pure functions of the window, so nothing else is needed: a Monitor
+that imports an endpoint's state and then gets its next samples produces exactly
+the events and scores the Monitor that exported it would have produced.
+
+The exported document is columnar, one list entry per endpoint::
+
+    {"layout": {"state_version": 1, "window": W, "metrics": [M names]},
+     "max_ts": float,                        # newest sample time of the Monitor
+     "endpoint_id": [str, ...],
+     "values": [[W*M floats], ...],          # window, oldest sample first, row-major (slot, metric); NaN = none
+     "ts": [[W floats], ...],                # sample times of those slots; NaN = empty slot
+     "count": [int, ...],                    # samples seen since the window (re)started
+     "last_ts": [float, ...],
+     "caps": [[M bools], ...],
+     "alert": [str | None, ...]}             # JSON of the alert-policy state; None = quiet endpoint
+
+Only lists, floats, ints, bools, strings and None: it maps onto Spark / Arrow
+array columns, Parquet or JSON (``json.dumps(state)``), never pickle. Values are
+the WindowStore's float32 samples widened to float, so a round trip is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._alerts import Alert, _State
+from ._errors import OcadConfigError
+from ._validate import ValidationStats
+from ._window import WindowStore
+
+__all__ = ["STATE_VERSION", "export_state", "import_state", "reset_state", "state_layout"]
+
+STATE_VERSION = 1
+
+_FIELDS = ("endpoint_id", "values", "ts", "count", "last_ts", "caps", "alert")
+
+
+def state_layout(monitor: Any) -> dict[str, Any]:
+    """What a state document must match to be imported: version, window length, metric order."""
+    return {"state_version": STATE_VERSION, "window": int(monitor.window),
+            "metrics": list(monitor.metrics.names())}
+
+
+def export_state(monitor: Any, endpoint_ids: Iterable[str] | None = None) -> dict[str, Any]:
+    """The window and alert state of ``endpoint_ids`` (default: every endpoint the Monitor holds).
+
+    Endpoints the Monitor does not hold (never seen, or evicted) are left out, so
+    ``result["endpoint_id"]`` says which ones were exported. The Monitor is not changed.
+
+    Example
+    -------
+    >>> from ocad.core import Monitor, export_state, import_state
+    >>> a = Monitor.from_defaults(use_shipped_models=False)
+    >>> _ = a.observe([{"endpoint_id": "oru-1", "ts": 0.0, "udp_echo_rtt_ms": 4.2}])
+    >>> st = export_state(a, ["oru-1"])
+    >>> st["endpoint_id"], st["count"], st["ts"][0][-1]
+    (['oru-1'], [1], 0.0)
+    >>> b = import_state(Monitor.from_defaults(use_shipped_models=False), st)
+    >>> b.store.count[b.store.lookup(["oru-1"])].tolist()
+    [1]
+    """
+    store: WindowStore = monitor.store
+    if endpoint_ids is None:
+        ids = store.endpoints()
+    else:
+        ids = [e for e in dict.fromkeys(endpoint_ids) if e in store]
+    rows = store.lookup(ids)
+    values, ts = store.window_of(rows)
+    policy_states = monitor.policy._states
+    alerts: list[str | None] = []
+    for e in ids:
+        st = policy_states.get(e)
+        alerts.append(None if st is None else json.dumps(_policy_state(st)))
+    n = len(ids)
+    return {
+        "layout": state_layout(monitor),
+        "max_ts": float(store.max_ts),
+        "endpoint_id": list(ids),
+        # float32 → float64 is exact; tolist() gives Python floats (NaN stays NaN).
+        "values": values.reshape(n, store.window * store.n_metrics).astype(np.float64).tolist(),
+        "ts": ts.tolist(),
+        "count": store.count[rows].tolist(),
+        "last_ts": store.last_ts[rows].tolist(),
+        "caps": store.capabilities[rows].tolist(),
+        "alert": alerts,
+    }
+
+
+def import_state(monitor: Any, state: Mapping[str, Any], *, replace: bool = False) -> Any:
+    """Load a document from :func:`export_state` into ``monitor``; returns the Monitor.
+
+    The endpoints in ``state`` get exactly the exported window and alert state (an
+    endpoint the Monitor already holds is overwritten). ``replace=True`` first forgets
+    every endpoint (see :func:`reset_state`), so the Monitor holds only ``state``'s.
+
+    Raises
+    ------
+    OcadConfigError
+        ``state`` was exported by a Monitor with another window length or metric order,
+        another state version, or its lists do not have one entry per endpoint.
+    """
+    layout = state.get("layout")
+    want = state_layout(monitor)
+    if layout != want:
+        raise OcadConfigError(
+            f"endpoint state has layout {layout!r}; this Monitor needs {want!r} (same window length, "
+            "metrics in the same order, state_version): export it from an identically configured Monitor")
+    ids = [str(e) for e in state["endpoint_id"]]
+    n = len(ids)
+    for f in _FIELDS:
+        if len(state[f]) != n:
+            raise OcadConfigError(f"endpoint state: {f!r} has {len(state[f])} entries for {n} endpoints")
+    if replace:
+        reset_state(monitor)
+    store: WindowStore = monitor.store
+    w, m = store.window, store.n_metrics
+    if n:
+        try:
+            values = np.asarray(state["values"], dtype=np.float64).reshape(n, w, m)
+            ts = np.asarray(state["ts"], dtype=np.float64).reshape(n, w)
+            caps = np.asarray(state["caps"], dtype=bool).reshape(n, m)
+        except ValueError as exc:
+            raise OcadConfigError(f"endpoint state: arrays do not fit window={w}, metrics={m}: {exc}") from None
+        rows = store.rows(np.asarray(ids, dtype=object))
+        # Windows are stored oldest first, so the next sample goes to slot 0 (the oldest).
+        store.values[rows] = values.astype(np.float32)
+        store.ts[rows] = ts
+        store.head[rows] = 0
+        store.count[rows] = np.asarray(state["count"], dtype=np.int64)
+        store.last_ts[rows] = np.asarray(state["last_ts"], dtype=np.float64)
+        store.capabilities[rows] = caps
+    max_ts = float(state.get("max_ts", -math.inf))
+    if max_ts > store.max_ts:
+        store.max_ts = max_ts
+    policy_states = monitor.policy._states
+    for e, doc in zip(ids, state["alert"]):
+        if doc is None:
+            policy_states.pop(e, None)
+        else:
+            policy_states[e] = _policy_state_from(json.loads(doc) if isinstance(doc, str) else doc)
+    return monitor
+
+
+def reset_state(monitor: Any) -> Any:
+    """Forget every endpoint: empty window store, no alert state, zeroed validation counters.
+
+    Detectors (and their onnxruntime sessions) are kept, which is the point: a runner
+    that handles many shards one after the other builds one Monitor and resets it per shard.
+    """
+    old: WindowStore = monitor.store
+    monitor.store = WindowStore(old.n_metrics, old.window, capacity=old.capacity,
+                                idle_timeout_s=old.idle_timeout_s)
+    monitor.policy.load_state({"counts": {"open": 0, "update": 0, "resolve": 0}, "states": {}})
+    monitor.stats = ValidationStats()
+    return monitor
+
+
+def _policy_state(st: _State) -> dict[str, Any]:
+    # Same shape as one entry of AlertPolicy.state()["states"], so both formats read alike.
+    return {"pending": st.pending, "last_active_ts": st.last_active_ts, "last_event_ts": st.last_event_ts,
+            "last_event_score": st.last_event_score, "alert": st.alert.to_dict() if st.alert else None}
+
+
+def _policy_state_from(d: Mapping[str, Any]) -> _State:
+    return _State(pending=d["pending"], last_active_ts=d["last_active_ts"], last_event_ts=d["last_event_ts"],
+                  last_event_score=d["last_event_score"],
+                  alert=Alert.from_dict(d["alert"]) if d["alert"] else None)
