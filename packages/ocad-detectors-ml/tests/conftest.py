@@ -15,8 +15,7 @@ import ml_synth as S  # noqa: E402
 from ocad.core import Fleet, LoadedArtifact, generate_fleet  # noqa: E402
 from ocad.detectors_ml import MultivariateDetector, ResidualDetector  # noqa: E402
 
-GAUGES = ("udp_echo_rtt_ms", "ecpri_delay_us", "lbm_rtt_ms")
-W = 16  # forecaster window of the synthetic models
+from ml_synth import GAUGES, W  # noqa: E402
 
 
 @pytest.fixture(scope="session")

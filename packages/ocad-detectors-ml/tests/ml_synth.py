@@ -32,6 +32,10 @@ from ocad.core import (
 
 OPSET = 17
 
+#: The metrics of the synthetic forecasters and their window.
+GAUGES = ("udp_echo_rtt_ms", "ecpri_delay_us", "lbm_rtt_ms")
+W = 16
+
 
 def _model_bytes(graph: onnx.GraphProto) -> bytes:
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ocad-tests")

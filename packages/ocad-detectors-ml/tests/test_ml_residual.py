@@ -7,7 +7,7 @@ from pathlib import Path
 import ml_synth as S
 import numpy as np
 import pytest
-from conftest import GAUGES, W
+from ml_synth import GAUGES, W
 
 from ocad.core import DetectorView, FeatureEngine, Fleet, LoadedArtifact, Monitor, OcadArtifactError
 from ocad.detectors_ml import Forecaster, ResidualDetector
@@ -167,7 +167,8 @@ def test_lower_is_worse_metric_flips_the_sign(fleet: Fleet, tmp_path: Path) -> N
     (lambda m: m["inputs"].update(metrics=["a", "b"]), "exactly one metric"),
     (lambda m: m.update(calibration={"probs": [0, 1]}), "calibration"),
 ])
-def test_bad_manifest_is_an_artifact_error(change, message: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_manifest_is_an_artifact_error(change, message: str,  # type: ignore[no-untyped-def]
+                                           tmp_path: Path) -> None:
     m = S.forecaster_manifest("udp_echo_rtt_ms", W)
     change(m)
     art = S.write_forecaster(tmp_path / "bad", m, window=W)
