@@ -43,6 +43,7 @@ from ._protocols import Detector, ModelArtifact, Scaler
 from ._registry import DetectorContext, PluginFailure, PluginInfo, PluginRegistry
 from ._rules import DEFAULT_THRESHOLDS, RuleDetector
 from ._scalers import RobustScaler, StandardScaler, scaler_from_dict
+from ._shadow import ShadowReport, ShadowRunner
 from ._state import export_state, import_state, reset_state
 from ._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
 from ._store import ModelStore
@@ -103,6 +104,8 @@ __all__ = [
     "RobustScaler",
     "RuleDetector",
     "Scaler",
+    "ShadowReport",
+    "ShadowRunner",
     "SpikeDetector",
     "StandardScaler",
     "ValidationStats",

@@ -81,6 +81,12 @@ class Monitor:
         self.config = cfg = MonitorConfig.coerce(config)
         self.registry = registry if registry is not None else default_registry()
         self.strict = strict
+        if strict and self.registry.failures:
+            # Load-time failures happen when the registry is built; strict means "all or nothing".
+            from ._errors import OcadPluginError
+
+            raise OcadPluginError("strict Monitor refuses to start: " + "; ".join(
+                f"{f.plugin} ({f.stage}): {f.error}" for f in self.registry.failures))
         metrics = self.registry.metrics(cfg.user_metrics)
         if cfg.metrics is not None:
             metrics = metrics.subset(cfg.metrics)
