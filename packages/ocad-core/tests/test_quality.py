@@ -227,7 +227,8 @@ def test_point_metrics_are_consistent_with_the_run(tiny: dict[str, Any]) -> None
     (r,) = ev.results
     pred = alert_open_mask(r.alerts, r.cache.endpoint_id, r.cache.ts)
     assert point_metrics(r.actual, pred)["f1"] == pytest.approx(ev.metrics["f1"])
-    fleet = r.run.data["fleet"]
+    ((prefix, fleet),) = r.run.data["fleets"]
+    assert prefix == "small/" and all(e.endpoint_id.startswith(prefix) for e in r.run.events)
     assert r.cache.ts.size == fleet.labels.size and r.actual.sum() == (fleet.labels > 0).sum()
 
 
@@ -303,12 +304,71 @@ def test_cli_evaluate_writes_json(tiny: dict[str, Any], tmp_path: Path,
             "false_alerts_per_endpoint_day"} <= set(m)
 
 
-def test_suite_runs_are_deterministic() -> None:
-    s = Suite("x", load_suite("default").scenarios[:1], (1,), (2,))
-    a, b = s.runs("test")[0], s.runs("test")[0]
-    assert a.meta == {"scenario": "busy", "seed": 2, "fleet_seed": 2000}
-    assert isinstance(a, LabelledRun) and a.name == "busy/seed2"
-    assert s.size("test") == s.scenarios[0].endpoints * int(s.scenarios[0].hours * 720)
-    fa, fb = a.data["fleet"], b.data["fleet"]
+def test_suite_runs_are_deterministic_and_share_ticks() -> None:
+    base = load_suite("default").scenarios
+    s = Suite("x", (base[0], attrs.evolve(base[0], name="other", endpoints=3)), (1,), (2,))
+    (a,), (b,) = s.runs("test"), s.runs("test")
+    assert a.meta == {"seed": 2, "scenarios": ["busy", "other"], "fleet_seeds": [2000, 2001]}
+    assert a.name == "seed2" and isinstance(a, LabelledRun)
+    assert s.size("test") == (base[0].endpoints + 3) * int(base[0].hours * 720)
+    (_, fa), (_, fo) = a.data["fleets"]
+    (_, fb), _ = b.data["fleets"]
     assert np.array_equal(fa.values, fb.values, equal_nan=True) and fa.events == fb.events
-    assert fa.ts[0] == 1_767_225_600.0 + 12 * 3600  # start_hour of the busy scenario
+    assert fa.ts[0] == 1_767_225_600.0 + base[0].start_hour * 3600
+    assert len(a.data["endpoints"]) == base[0].endpoints + 3 and a.data["endpoints"][-1].startswith("other/")
+    assert a.data["endpoint_days"] == pytest.approx((base[0].endpoints + 3) * base[0].hours / 24)
+    # A different start hour is a different time grid: a run of its own.
+    s2 = Suite("y", (base[0], attrs.evolve(base[0], name="night", start_hour=1.0)), (1,), (2,))
+    assert [r.name for r in s2.runs("test")] == ["seed2/busy", "seed2/night"]
+
+
+def test_clean_mask_excludes_windows_that_hold_a_fault() -> None:
+    from ocad.core._quality import ScoreCache
+
+    ep = np.array(["a", "b"] * 6, dtype=object)
+    ts = np.repeat(np.arange(6) * 5.0, 2)
+    actual = np.zeros(12, bool)
+    actual[(ep == "a") & (ts == 10.0)] = True
+    z = np.zeros(12)
+    c = ScoreCache(names=(), kinds=(), weights=np.zeros(0), endpoint_id=ep, ts=ts, composite=z,
+                   detector_scores=np.zeros((12, 0)), ready=np.ones(12, bool), bounds=np.arange(0, 13, 2), window=2)
+    clean = c.clean(actual)
+    assert ts[(ep == "a") & ~clean].tolist() == [10.0, 15.0]  # the fault and the next sample (window 2)
+    assert clean[ep == "b"].all()
+
+
+@attrs.define
+class _OffByOneForecaster:
+    """A fake residual detector: forecasts the newest value + 1 (known errors), scores nothing."""
+
+    name: str = "residual"
+    kind: str = "residual"
+    metrics: tuple[str, ...] = ("udp_echo_rtt_ms",)
+    window: int = 8
+
+    def score(self, view: Any) -> Any:
+        from ocad.core import DetectorOutput
+
+        y = view.values[:, -1, view.metric_index("udp_echo_rtt_ms")].astype(float)[:, None]
+        return DetectorOutput(scores=np.full(view.n, np.nan), metrics=self.metrics,
+                              metric_scores=np.zeros_like(y), observed=y, expected=y + 1.0)
+
+
+def test_forecaster_metrics_against_naive() -> None:
+    fleet = generate_fleet(6, 3600, 5.0, seed=4)
+    fac = MonitorFactory({"monitor": {"use_shipped_models": False}, "detectors": {"changepoint": {"enabled": False}}},
+                         registry=PluginRegistry(autoload=False), extra_detectors=(_OffByOneForecaster(),))
+    fc = evaluate(LabelledRun.from_fleet(fleet), factory=fac, ablation="none").metrics["forecaster"]
+    assert fc["status"] == "ok"
+    r = fc["metrics"]["udp_echo_rtt_ms"]
+    assert r["model"]["mse"] == pytest.approx(1.0) and r["model"]["mae"] == pytest.approx(1.0)
+    # Naive = the previous value: recompute it from the fleet on the same kind of samples.
+    v = fleet.values[:, :, fleet.metrics.index("udp_echo_rtt_ms")].astype(float)
+    d = v[:, 1:] - v[:, :-1]
+    clean = fleet.labels == 0
+    ok = np.isfinite(d) & clean[:, 1:] & np.isfinite(v[:, 1:])
+    for k in range(1, 33):  # the Monitor's window: no fault among the last 32 samples
+        ok[:, k - 1:] &= clean[:, : clean.shape[1] - k]
+    assert r["naive"]["n"] == r["model"]["n"] >= ok.sum()
+    assert r["naive"]["mse"] == pytest.approx(float(np.mean(d[ok] ** 2)), rel=0.05)
+    assert r["skill_vs_naive"] == pytest.approx(1 - 1 / r["naive"]["mse"])

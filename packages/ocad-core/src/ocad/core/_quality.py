@@ -52,6 +52,7 @@ from ._ensemble import CompositeOutput
 from ._errors import OcadConfigError, OcadValidationError
 from ._evaluation import (
     LabelledEvent,
+    _group_by_endpoint,
     alert_open_mask,
     alerts_from_events,
     event_f1,
@@ -187,15 +188,26 @@ class Suite:
         raise OcadConfigError(f"split {split!r}: use 'tune' or 'test'")
 
     def runs(self, split: str = "test", seeds: Sequence[int] | None = None) -> list[LabelledRun]:
-        """One :class:`LabelledRun` per (seed, scenario); fleets are generated lazily."""
+        """The labelled runs of ``seeds`` (default: the split's); fleets are generated lazily.
+
+        Scenarios that share a time grid (start, length, interval) go into one run, their
+        endpoint ids prefixed ``"<scenario>/"``: one Monitor pass scores them together, with
+        half the ticks (per-tick costs dominate for ML detectors). Detectors score each
+        endpoint from its own window only, so batching endpoints together changes no score.
+        """
         seeds = self.seeds(split) if seeds is None else tuple(seeds)
+        groups: dict[tuple[float, float, float], list[int]] = {}
+        for k, sc in enumerate(self.scenarios):
+            groups.setdefault((sc.start_hour, sc.hours, sc.interval_s), []).append(k)
         out = []
         for seed in seeds:
-            for k, sc in enumerate(self.scenarios):
-                fleet_seed = int(seed) * 1000 + k
+            for ks in groups.values():
+                parts = [(self.scenarios[k], int(seed) * 1000 + k) for k in ks]
+                name = f"seed{seed}" if len(groups) == 1 else f"seed{seed}/{'+'.join(sc.name for sc, _ in parts)}"
                 out.append(LabelledRun.from_fleet_factory(
-                    f"{sc.name}/seed{seed}", lambda sc=sc, fs=fleet_seed: sc.fleet(fs),
-                    meta={"scenario": sc.name, "seed": int(seed), "fleet_seed": fleet_seed}))
+                    name, lambda parts=parts: [(f"{sc.name}/", sc.fleet(fs)) for sc, fs in parts],
+                    meta={"seed": int(seed), "scenarios": [sc.name for sc, _ in parts],
+                          "fleet_seeds": [fs for _, fs in parts]}))
         return out
 
     def size(self, split: str = "test") -> int:
@@ -282,24 +294,38 @@ class LabelledRun:
     _data: dict[str, Any] | None = None
 
     @classmethod
-    def from_fleet_factory(cls, name: str, make: Callable[[], Any], meta: Mapping[str, Any] | None = None
-                           ) -> LabelledRun:
+    def from_fleet_factory(cls, name: str, make: Callable[[], Sequence[tuple[str, Any]]],
+                           meta: Mapping[str, Any] | None = None) -> LabelledRun:
+        """A run over fleets on one time grid: ``make()`` returns ``[(id prefix, Fleet), ...]``."""
         def load() -> dict[str, Any]:
             from ._synthetic import FAULT_TYPES
 
-            f = make()
-            labels = _Labels(("", *FAULT_TYPES), {ep.endpoint_id: (f.ts, f.labels[i])
-                                                  for i, ep in enumerate(f.endpoints)})
-            return {"fleet": f, "labels": labels, "events": tuple(f.events), "metrics": tuple(f.metrics),
-                    "endpoints": [ep.endpoint_id for ep in f.endpoints],
-                    "n_samples": len(f.endpoints) * len(f.ts),
-                    "endpoint_days": len(f.endpoints) * len(f.ts) * f.interval_s / _DAY_S,
-                    "end_ts": float(f.ts[-1])}
+            fleets = list(make())
+            ts0 = fleets[0][1].ts
+            for _, f in fleets[1:]:
+                if f.ts.shape != ts0.shape or not np.array_equal(f.ts, ts0):
+                    raise OcadConfigError(f"run {name!r}: fleets on different time grids cannot share a run")
+            per, events, endpoints, rows, days = {}, [], [], {}, {}
+            for prefix, f in fleets:
+                ids = [prefix + ep.endpoint_id for ep in f.endpoints]
+                for i, e in enumerate(ids):
+                    per[e] = (f.ts, f.labels[i])
+                    rows[e] = (f, i)
+                endpoints += ids
+                events += [ev if not prefix else attrs.evolve(ev, endpoint_id=prefix + ev.endpoint_id)
+                           for ev in f.events]
+                days[prefix] = len(f.endpoints) * len(f.ts) * f.interval_s / _DAY_S
+            events.sort(key=lambda ev: (ev.start_ts, ev.endpoint_id))
+            return {"fleets": fleets, "rows": rows, "labels": _Labels(("", *FAULT_TYPES), per),
+                    "events": tuple(events), "metrics": tuple(fleets[0][1].metrics), "endpoints": endpoints,
+                    "ids": np.array(endpoints, dtype=object), "n_samples": len(endpoints) * len(ts0),
+                    "endpoint_days": sum(days.values()), "prefix_days": days, "end_ts": float(ts0[-1])}
         return cls(name, dict(meta or {}), load)
 
     @classmethod
     def from_fleet(cls, fleet: Any, name: str = "fleet") -> LabelledRun:
-        return cls.from_fleet_factory(name, lambda: fleet, {"seed": int(fleet.seed)})
+        """A run over one generated :class:`~ocad.core.Fleet` (endpoint ids unchanged)."""
+        return cls.from_fleet_factory(name, lambda: [("", fleet)], {"seed": int(fleet.seed)})
 
     @property
     def data(self) -> dict[str, Any]:
@@ -325,13 +351,20 @@ class LabelledRun:
 
         d = self.data
         events: list[AlertEvent] = []
-        fleet = d.get("fleet")
-        if fleet is not None:
-            n = len(fleet.ts)
+        fleets = d.get("fleets")
+        if fleets is not None:
+            ids, metrics = d["ids"], d["metrics"]
+            n = len(fleets[0][1].ts)
             with Progress(n, self.name, enabled=progress) as bar:
                 step = max(n // 100, 1)
                 for t in range(n):
-                    events += mon.observe_columns(*fleet.columns(t))
+                    cols = [f.columns(t) for _, f in fleets]
+                    if len(cols) == 1:
+                        ts, vals = cols[0][1], cols[0][2]
+                    else:
+                        ts = np.concatenate([c[1] for c in cols])
+                        vals = {m: np.concatenate([c[2][m] for c in cols]) for m in metrics}
+                    events += mon.observe_columns(ids, ts, vals)
                     if (t + 1) % step == 0:
                         bar.update(step)
             return events
@@ -347,9 +380,8 @@ class LabelledRun:
     def series(self, endpoint_id: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(ts, {metric: values}) of one endpoint, for plots; metrics it never reports are left out."""
         d = self.data
-        fleet = d.get("fleet")
-        if fleet is not None:
-            i = d["endpoints"].index(endpoint_id)
+        if "rows" in d:
+            fleet, i = d["rows"][endpoint_id]
             vals = fleet.values[i]
             return fleet.ts, {m: vals[:, j] for j, m in enumerate(fleet.metrics) if np.isfinite(vals[:, j]).any()}
         return d["series"][endpoint_id]
@@ -492,6 +524,7 @@ class MonitorFactory:
     config: MonitorConfig = attrs.field(factory=MonitorConfig, converter=MonitorConfig.coerce)
     model_dir: str | None = None
     registry: Any = None
+    extra_detectors: tuple[Any, ...] = ()
 
     def __call__(self, *, disable: Iterable[str] = (), alerts: Mapping[str, Any] | None = None) -> Any:
         from ._monitor import Monitor
@@ -503,15 +536,17 @@ class MonitorFactory:
         cfg = attrs.evolve(cfg, detectors=dets, alerts=attrs.evolve(cfg.alerts, **dict(alerts or {})))
         if self.model_dir:
             return Monitor.from_model_dir(self.model_dir, cfg, registry=self.registry)
-        return Monitor(cfg, registry=self.registry)
+        extra = [d for d in self.extra_detectors if d.name not in set(disable)]
+        return Monitor(cfg, registry=self.registry, extra_detectors=extra)
 
 
 # -- recording and replaying scores ------------------------------------------------------
 class _Recorder:
     """A Monitor shadow (``Monitor.shadows``): keeps each tick's scores; no effect on the Monitor."""
 
-    def __init__(self, warmup: int) -> None:
+    def __init__(self, warmup: int, window: int = 1) -> None:
         self.warmup = warmup
+        self.window = window
         self.ep: list[np.ndarray] = []
         self.ts: list[np.ndarray] = []
         self.comp: list[np.ndarray] = []
@@ -561,7 +596,8 @@ class _Recorder:
             names=names, kinds=self.kinds, weights=np.array([float(weights.get(n, 1.0)) for n in names]),
             endpoint_id=cat(self.ep).astype(object), ts=cat(self.ts), composite=cat(self.comp),
             detector_scores=np.concatenate(self.ds) if self.ds else np.empty((0, len(names))),
-            ready=cat(self.ready).astype(bool), bounds=np.r_[0, np.cumsum(sizes)], forecasts=fc)
+            ready=cat(self.ready).astype(bool), bounds=np.r_[0, np.cumsum(sizes)], forecasts=fc,
+            window=self.window)
 
 
 @attrs.frozen(eq=False)
@@ -581,6 +617,23 @@ class ScoreCache:
     ready: np.ndarray
     bounds: np.ndarray
     forecasts: Mapping[str, tuple[np.ndarray, ...]] = attrs.field(factory=dict)
+    window: int = 1  # the Monitor's window (samples a detector saw per endpoint)
+
+    def clean(self, actual: np.ndarray) -> np.ndarray:
+        """(S,) bool: no labelled sample among the endpoint's last ``window`` samples (this one included).
+
+        Forecasts made from a window that still holds a fault measure the fault, not the
+        forecaster: forecaster metrics use only these samples.
+        """
+        ids, order, bounds = _group_by_endpoint(self.endpoint_id, self.ts)
+        cs = np.cumsum(actual[order].astype(np.int64))
+        i = np.arange(order.size)
+        first = np.repeat(bounds[:-1], np.diff(bounds))
+        lo = np.maximum(i - self.window, first - 1)
+        recent = cs - np.where(lo >= 0, cs[np.maximum(lo, 0)], 0)
+        out = np.empty(order.size, dtype=bool)
+        out[order] = recent == 0
+        return out
 
 
 _NO_EVIDENCE = DetectorOutput(scores=np.empty(0))
@@ -659,6 +712,22 @@ class RunResult:
     def actual(self) -> np.ndarray:
         return self.codes > 0
 
+    def part(self, prefix: str | None = None, *, alerts: Sequence[Alert] | None = None,
+             composite: np.ndarray | None = None) -> _Part:
+        """The run (or its endpoints whose id starts with ``prefix``), with these alerts / composite scores."""
+        c = self.cache
+        alerts = self.alerts if alerts is None else alerts
+        comp = c.composite if composite is None else composite
+        d = self.run.data
+        if not prefix:
+            return _Part(self.run.events, alerts, d["end_ts"], d["endpoint_days"], c.endpoint_id, c.ts, comp,
+                         self.codes, self.run.labels.names)
+        sel = np.fromiter((e.startswith(prefix) for e in c.endpoint_id), dtype=bool, count=c.endpoint_id.size)
+        days = d.get("prefix_days", {}).get(prefix, d["endpoint_days"])
+        return _Part([e for e in self.run.events if e.endpoint_id.startswith(prefix)],
+                     [a for a in alerts if a.endpoint_id.startswith(prefix)], d["end_ts"], days,
+                     c.endpoint_id[sel], c.ts[sel], comp[sel], self.codes[sel], self.run.labels.names)
+
 
 @attrs.define(eq=False)
 class Evaluation:
@@ -695,7 +764,7 @@ def _json_ready(x: Any) -> Any:
 
 def score_run(run: LabelledRun, mon: Any, *, progress: bool = False) -> RunResult:
     """Feed one run through ``mon`` (fresh) once, recording every tick's scores."""
-    rec = _Recorder(mon.warmup_samples)
+    rec = _Recorder(mon.warmup_samples, mon.window)
     mon.shadows.append(rec)
     t0 = time.perf_counter()
     try:
@@ -709,39 +778,57 @@ def score_run(run: LabelledRun, mon: Any, *, progress: bool = False) -> RunResul
     return RunResult(run, cache, events, alerts_from_events(events), dt, codes)
 
 
-def _summary(results: Sequence[RunResult], alerts_per_run: Sequence[Sequence[Alert]], *,
-             composite: Sequence[np.ndarray] | None = None, grace_s: float = 120.0) -> dict[str, Any]:
-    """Event and point metrics pooled over runs (events are matched within their own run)."""
+@attrs.frozen(eq=False)
+class _Part:
+    """What the metrics need of (a part of) one run: its events, alerts and scored samples."""
+
+    events: Sequence[Any]
+    alerts: Sequence[Alert]
+    end_ts: float
+    endpoint_days: float
+    endpoint_id: np.ndarray
+    ts: np.ndarray
+    composite: np.ndarray
+    codes: np.ndarray
+    label_names: tuple[str, ...]
+
+
+def _summary(parts: Sequence[_Part], *, grace_s: float = 120.0, point: bool = True) -> dict[str, Any]:
+    """Event and (unless ``point=False``) point metrics pooled over parts; events match within their part."""
     matches, false, n_alerts, days = [], [], 0, 0.0
     actual, predicted, scores, codes = [], [], [], []
-    for k, (r, alerts) in enumerate(zip(results, alerts_per_run)):
-        m, f = match_events(alerts, r.run.events, end_ts=r.run.data["end_ts"], grace_s=grace_s)
+    for part in parts:
+        m, f = match_events(part.alerts, part.events, end_ts=part.end_ts, grace_s=grace_s)
         matches += m
         false += f
-        n_alerts += len(alerts)
-        days += r.run.data["endpoint_days"]
-        actual.append(r.actual)
-        codes.append(r.codes)
-        predicted.append(alert_open_mask(alerts, r.cache.endpoint_id, r.cache.ts))
-        scores.append(np.nan_to_num((composite[k] if composite is not None else r.cache.composite), nan=0.0))
+        n_alerts += len(part.alerts)
+        days += part.endpoint_days
+        if not point:
+            continue
+        actual.append(part.codes > 0)
+        codes.append(part.codes)
+        predicted.append(alert_open_mask(part.alerts, part.endpoint_id, part.ts))
+        scores.append(np.nan_to_num(part.composite, nan=0.0))
+    ev = summarize_matches(matches, false, n_alerts, days)
+    ev["event_f1"] = event_f1(ev)
+    ev["endpoint_days"] = days
+    if not point:
+        return {"event": ev, "matches": matches}
     y = np.concatenate(actual) if actual else np.zeros(0, bool)
     p = np.concatenate(predicted) if predicted else np.zeros(0, bool)
     s = np.concatenate(scores) if scores else np.zeros(0)
     c = np.concatenate(codes) if codes else np.zeros(0, np.int16)
-    ev = summarize_matches(matches, false, n_alerts, days)
     pt = point_metrics(y, p)
     pt["roc_auc"] = roc_auc(y, s)
     pt["pr_auc"] = pr_auc(y, s)
     pt["samples"] = int(y.size)
     pt["anomalous_samples"] = int(y.sum())
-    names = results[0].run.labels.names if results else ("",)
+    names = parts[0].label_names if parts else ("",)
     for ft, row in ev["per_fault_type"].items():
         if ft in names:
             sel = c == names.index(ft)
             row["samples"] = int(sel.sum())
             row["point_recall"] = float(p[sel].mean()) if sel.any() else None
-    ev["event_f1"] = event_f1(ev)
-    ev["endpoint_days"] = days
     return {"event": ev, "point": pt, "matches": matches}
 
 
@@ -779,6 +866,7 @@ def _forecaster(results: Sequence[RunResult]) -> dict[str, Any]:
                 "note": "no residual detector (TCN forecasters) in this Monitor"}
     per: dict[str, dict[str, Any]] = {}
     metrics = sorted({m for r in results for m in r.cache.forecasts})
+    clean = {id(r): r.cache.clean(r.actual) for r in results if r.cache.forecasts}
     for m in metrics:
         obs, mod, nai = [], [], []
         for r in results:
@@ -786,7 +874,7 @@ def _forecaster(results: Sequence[RunResult]) -> dict[str, Any]:
             if fc is None:
                 continue
             idx, o, e, n = fc
-            normal = ~r.actual[idx]
+            normal = clean[id(r)][idx]
             obs.append(o[normal])
             mod.append(e[normal])
             nai.append(n[normal])
@@ -796,7 +884,7 @@ def _forecaster(results: Sequence[RunResult]) -> dict[str, Any]:
         skill = (1.0 - model["mse"] / naive["mse"]) if model["mse"] is not None and naive["mse"] else None
         per[m] = {"model": model, "naive": naive, "skill_vs_naive": skill,
                   "beats_naive": bool(skill is not None and skill > 0)}
-    return {"status": "ok", "samples": "normal samples only (labelled faults excluded)", "metrics": per}
+    return {"status": "ok", "samples": "normal samples whose window holds no labelled fault", "metrics": per}
 
 
 def _targets(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -854,9 +942,11 @@ def evaluate(source: Suite | str | os.PathLike[str] | LabelledRun | Sequence[Lab
     for run in runs:
         mon = factory()
         results.append(score_run(run, mon, progress=progress))
-    assert mon is not None, "no runs to evaluate"
+    if mon is None:
+        raise OcadConfigError("nothing to evaluate: no labelled runs")
     names = tuple(mon.composite.names)
-    main = _summary(results, [r.alerts for r in results], grace_s=grace_s)
+    _same_detectors(results)
+    main = _summary([r.part() for r in results], grace_s=grace_s)
     ev, pt = main["event"], main["point"]
     metrics: dict[str, Any] = {
         "schema": SCHEMA,
@@ -877,12 +967,21 @@ def evaluate(source: Suite | str | os.PathLike[str] | LabelledRun | Sequence[Lab
         "detector_contributions": _contributions(r.events for r in results),
         "forecaster": _forecaster(results),
         "runs": [],
+        "timing": {"runs": []},
     }
     for r in results:
-        s = _summary([r], [r.alerts], grace_s=grace_s)
-        metrics["runs"].append({"run": r.run.name, **r.run.meta, "endpoints": len(r.run.data["endpoints"]),
-                                "samples": int(r.cache.ts.size), "seconds": r.seconds,
-                                **{k: v for k, v in _row_metrics(s).items() if k != "per_fault_type_recall"}})
+        prefixes = [p for p in r.run.data.get("prefix_days", {}) if p] or [None]
+        for prefix in prefixes:
+            part = r.part(prefix)
+            row = _row_metrics(_summary([part], grace_s=grace_s))
+            del row["per_fault_type_recall"]
+            metrics["runs"].append({
+                "run": r.run.name + (f" {prefix.rstrip('/')}" if prefix else ""),
+                "seed": r.run.meta.get("seed"), "scenario": prefix.rstrip("/") if prefix else None,
+                "endpoints": len({e for e in part.endpoint_id}), "samples": int(part.ts.size),
+                "endpoint_days": part.endpoint_days, "events": len(part.events), **row})
+        metrics["timing"]["runs"].append({"run": r.run.name, "samples": int(r.cache.ts.size),
+                                          "seconds": r.seconds})
     rows = _ablation_rows(names, mon.config) if ablation != "none" else []
     for row in rows:
         if row["status"] != "ok":
@@ -905,21 +1004,29 @@ def evaluate(source: Suite | str | os.PathLike[str] | LabelledRun | Sequence[Lab
             for r in results:
                 sel = [j for j, n in enumerate(r.cache.names) if n in row["detectors"]]
                 comps.append(combine(r.cache.detector_scores[:, sel], r.cache.weights[sel])[0])
-            row.update(_row_metrics(_summary(results, per_run, composite=comps, grace_s=grace_s)))
+            row.update(_row_metrics(_summary([r.part(alerts=a, composite=c)
+                                              for r, a, c in zip(results, per_run, comps)], grace_s=grace_s)))
         else:
             disable = [n for n in names if n not in row["detectors"]]
             sub = [score_run(r.run, factory(disable=disable, alerts={"min_kinds": row["min_kinds"]}),
                              progress=progress) for r in results]
-            row.update(_row_metrics(_summary(sub, [x.alerts for x in sub], grace_s=grace_s)))
+            row.update(_row_metrics(_summary([x.part() for x in sub], grace_s=grace_s)))
         row["mode"] = ablation
     metrics["ablation"] = rows
     metrics["ablation_mode"] = ablation
     metrics["targets"] = _targets(metrics)
     total = time.perf_counter() - t0
     scoring = sum(r.seconds for r in results)
-    metrics["timing"] = {"seconds": total, "scoring_seconds": scoring,
-                         "samples_per_s": pt["samples"] / scoring if scoring > 0 else None}
+    metrics["timing"].update({"seconds": total, "scoring_seconds": scoring,
+                              "samples_per_s": pt["samples"] / scoring if scoring > 0 else None})
     return Evaluation(_json_ready(metrics), results)
+
+
+def _same_detectors(results: Sequence[RunResult]) -> None:
+    sets = {r.run.name: r.cache.names for r in results}
+    if len(set(sets.values())) > 1:
+        raise OcadConfigError(f"the Monitors of the runs had different detectors ({sets}): were models or "
+                              "plugins installed while evaluating? Run again.")
 
 
 def _contributions(event_lists: Iterable[Sequence[AlertEvent]]) -> dict[str, float]:
@@ -1065,8 +1172,10 @@ def tune_weights(suite: Suite | str | os.PathLike[str] = "default", *, factory: 
     for run in suite.runs("tune", seeds=seeds):
         mon = factory()
         results.append(score_run(run, mon, progress=progress))
-    assert mon is not None
+    if mon is None:
+        raise OcadConfigError("nothing to tune on: no labelled runs")
     names = tuple(mon.composite.names)
+    _same_detectors(results)
     base_alerts = mon.config.alerts
     state: dict[str, Any] = {**{f"w:{n}": float(w) for n, w in zip(names, mon.composite.weights)},
                              **{k: getattr(base_alerts, k) for k in grid}}
@@ -1083,7 +1192,7 @@ def tune_weights(suite: Suite | str | os.PathLike[str] = "default", *, factory: 
             return res
         cfg = attrs.evolve(base_alerts, **{k: st[k] for k in grid})
         per_run = [replay_alerts(r.cache, weights=w, alerts=cfg) for r in results]
-        ev = _summary(results, per_run, grace_s=grace_s)["event"]
+        ev = _summary([r.part(alerts=a) for r, a in zip(results, per_run)], grace_s=grace_s, point=False)["event"]
         fapd = ev["false_alerts_per_endpoint_day"]
         f1 = ev["event_f1"] if math.isfinite(ev["event_f1"]) else 0.0
         lead = ev["lead_time_p50_s"] if ev["lead_time_p50_s"] is not None else -math.inf
@@ -1132,7 +1241,8 @@ def format_evaluation(m: Mapping[str, Any]) -> str:
     out = []
     if src.get("kind") == "suite":
         out.append(f"OCAD evaluate: suite {src['suite']!r}, {src['split']} seeds {src['seeds']}: "
-                   f"{len(m['runs'])} runs, {m['samples']:,} endpoint-samples, {m['endpoint_days']:.1f} endpoint-days")
+                   f"{len(m['runs'])} fleets, {m['samples']:,} endpoint-samples, {m['endpoint_days']:.1f} "
+                   "endpoint-days")
     else:
         out.append(f"OCAD evaluate: {', '.join(src['runs'])}: {m['samples']:,} endpoint-samples, "
                    f"{m['endpoint_days']:.2f} endpoint-days")
@@ -1151,6 +1261,11 @@ def format_evaluation(m: Mapping[str, Any]) -> str:
     lt = ", ".join(m.get("lead_time_fault_types") or []) or "none labelled"
     out.append(f"  timing  mean time to detect {_p(m['mttd_s'], 0)} s   lead time p50 {_p(m['lead_time_p50_s'], 0)} s"
                f" ({lt})")
+    if len(m["runs"]) > 1:
+        for r in m["runs"]:
+            out.append(f"  {r['run']:<22} events {r['events']:>4}  precision {_p(r['event_precision'])}  "
+                       f"recall {_p(r['event_recall'])}  F1 {_p(r['event_f1'])}  "
+                       f"false alerts/endpoint-day {_p(r['false_alerts_per_endpoint_day'], 2)}")
     out.append("")
     out.append(f"{'fault type':<15}{'events':>7}{'detected':>9}{'recall':>8}{'pt recall':>10}"
                f"{'mean TTD s':>11}{'lead p50 s':>11}")
@@ -1179,12 +1294,15 @@ def format_evaluation(m: Mapping[str, Any]) -> str:
     if fc["status"] != "ok":
         out.append(f"forecaster: {fc['status']}")
     else:
-        out.append("forecaster (residual detector vs naive last value, normal samples)")
-        out.append(f"{'metric':<18}{'MSE':>10}{'MAE':>9}{'RMSE':>9}{'R2':>7}{'naive MSE':>11}{'naive R2':>9}{'skill':>7}")
+        out.append("forecaster (residual detector's TCNs vs naive last value; samples with no fault in the window)")
+        out.append(f"{'metric':<17}{'n':>8}{'MSE':>10}{'MAE':>8}{'RMSE':>8}{'R2':>6} |{'MSE':>10}{'MAE':>8}"
+                   f"{'RMSE':>8}{'R2':>6} |{'skill':>6}")
         for met, r in fc["metrics"].items():
             a, b = r["model"], r["naive"]
-            out.append(f"{met:<18}{_p(a['mse'], 4):>10}{_p(a['mae'], 3):>9}{_p(a['rmse'], 3):>9}{_p(a['r2'], 2):>7}"
-                       f"{_p(b['mse'], 4):>11}{_p(b['r2'], 2):>9}{_p(r['skill_vs_naive'], 2):>7}")
+            out.append(f"{met:<17}{a['n']:>8}{_p(a['mse'], 4):>10}{_p(a['mae'], 3):>8}{_p(a['rmse'], 3):>8}"
+                       f"{_p(a['r2'], 2):>6} |{_p(b['mse'], 4):>10}{_p(b['mae'], 3):>8}{_p(b['rmse'], 3):>8}"
+                       f"{_p(b['r2'], 2):>6} |{_p(r['skill_vs_naive'], 2):>6}")
+        out.append(f"{'':<17}{'':>8}{'model':>32} |{'naive':>32} | 1 - MSE/naive MSE")
     out.append("")
     out.append("targets")
     for t in m["targets"]:

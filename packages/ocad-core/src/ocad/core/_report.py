@@ -176,10 +176,10 @@ def _tables(m: Mapping[str, Any]) -> str:
                               r["skill_vs_naive"]] for k, r in fc["metrics"].items()], "forecaster"))
     if m.get("runs"):
         parts.append("<h2>Runs</h2>")
-        parts.append(_table(["run", "samples", "event precision", "event recall", "event F1", "point F1",
-                             "false alerts / endpoint-day", "seconds"],
-                            [[r["run"], r["samples"], r["event_precision"], r["event_recall"], r["event_f1"],
-                              r["f1"], r["false_alerts_per_endpoint_day"], r["seconds"]] for r in m["runs"]],
+        parts.append(_table(["run", "samples", "events", "event precision", "event recall", "event F1",
+                             "point F1", "false alerts / endpoint-day"],
+                            [[r["run"], r["samples"], r["events"], r["event_precision"], r["event_recall"],
+                              r["event_f1"], r["f1"], r["false_alerts_per_endpoint_day"]] for r in m["runs"]],
                             "runs"))
     return "\n".join(parts)
 
