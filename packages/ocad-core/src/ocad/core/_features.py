@@ -35,6 +35,7 @@ floor stops a perfectly flat window from turning a tiny wiggle into a huge z.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -92,6 +93,18 @@ class FeatureEngine:
             names += [f"{s.name}:{f}" for f in BASE_FEATURES + _KIND_FEATURES[s.kind]]
         names.append("concurrency")
         self.names: tuple[str, ...] = tuple(names)
+        # Column layout of the output, so that compute() writes whole blocks at once.
+        index = {nm: i for i, nm in enumerate(names)}
+        self._base_rows = np.array([index[f"{s.name}:{f}"] for f in BASE_FEATURES for s in self.specs],
+                                   dtype=np.intp)
+        kinds = [s.kind for s in self.specs]
+        self._gauges = np.array([j for j, k in enumerate(kinds) if k is MetricKind.GAUGE], dtype=np.intp)
+        self._gauge_sign = np.array([1.0 if self.specs[j].higher_is_worse else -1.0 for j in self._gauges])
+        self._runs = np.array([j for j, k in enumerate(kinds) if k is not MetricKind.GAUGE], dtype=np.intp)
+        self._run_is_bool = np.array([kinds[j] is MetricKind.BOOLEAN for j in self._runs], dtype=bool)
+        self._kind_rows = np.array([index[f"{self.specs[j].name}:{f}"] for j in self._runs
+                                    for f in _KIND_FEATURES[kinds[j]]], dtype=np.intp)
+        self._wts: dict[int, np.ndarray] = {}
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -102,121 +115,168 @@ class FeatureEngine:
         n, w, m = values.shape
         if m != len(self.specs):
             raise ValueError(f"values have {m} metrics, the engine was built for {len(self.specs)}")
+        # Feature-major storage: each feature column is contiguous, for the blocks written here
+        # and for the detectors, which read whole columns. ``data`` is its (N, F) transpose.
+        out = np.empty((len(self.names), n), dtype=np.float64)
         if n == 0:
-            return FeatureFrame(self.names, np.empty((0, len(self.names))))
-        # float32 (N, M, W): half the memory traffic of float64; reductions accumulate in float64
-        # where cancellation could matter (means), and work on centred values elsewhere.
-        x = np.ascontiguousarray(np.transpose(values, (0, 2, 1)), dtype=np.float32)
-        valid = ~np.isnan(x)
-        validf = valid.astype(np.float32)
-        cnt = valid.sum(axis=2)  # (N, M)
+            return FeatureFrame(self.names, out.T)
+        xs = np.transpose(values, (0, 2, 1))  # (N, M, W): the WindowStore's layout, a view
+        ts = np.asarray(ts, dtype=np.float64)
+        # Blocks of endpoints whose temporaries stay in the CPU cache: on a large fleet every
+        # pass over main memory costs more than all the arithmetic of a block.
+        step = max(1, _BLOCK_VALUES // (m * w))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for lo in range(0, n, step):
+                hi = min(n, lo + step)
+                self._block(xs[lo:hi], ts[lo:hi], out[:, lo:hi])
+        return FeatureFrame(self.names, out.T)
+
+    def _block(self, xb: np.ndarray, tsb: np.ndarray, out: np.ndarray) -> None:
+        """Features of one block of endpoints into ``out`` (F, block)."""
+        nb, m, w = xb.shape
+        c = m * nb
+        f32 = np.float32
+        # One column per (metric, endpoint), time first: reductions over time then add whole
+        # rows of the block (vectorised), not 32-sample strips one by one.
+        xr = np.ascontiguousarray(np.transpose(xb, (1, 0, 2)), dtype=f32).reshape(c, w)
+        x = xr.T.copy()  # (W, C), our own: modified in place below
+        valid = x == x  # not NaN
+        cnt = valid.sum(axis=0)
         has = cnt > 0
         safe_cnt = np.maximum(cnt, 1)
-        x0 = np.where(valid, x, np.float32(0.0))
-        flat = x.reshape(n * m, w)
-        base_idx = np.arange(n * m) * w
+        # Columns with a missing sample take the slower, masked paths; usually they are few.
+        part = np.flatnonzero(cnt < w)
+        vp = valid[:, part]
+        if part.size:
+            x[:, part] = np.where(vp, x[:, part], f32(0.0))  # x is ours: missing -> 0 in place
+        t = tsb.T - tsb[:, -1]  # (W, nb), time relative to the newest slot
+        t = np.where(np.isfinite(t), t, 0.0)
+        tp = t[:, part % nb]
 
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = x0.sum(axis=2, dtype=np.float64) / safe_cnt
-            dev = (x0 - mean.astype(np.float32)[..., None]) * validf
-            std = np.sqrt(np.einsum("nmw,nmw->nm", dev, dev, dtype=np.float64) / safe_cnt)
+        # All five quantiles from one sort: NaN sorts last, so the first cnt entries are valid.
+        srt = np.sort(xr, axis=1)
+        pos = (w - 1) * _QS  # a full window: the same positions in every row
+        lo = pos.astype(np.int64)
+        a = srt[:, lo].astype(np.float64)
+        q = a + (srt[:, np.minimum(lo + 1, w - 1)].astype(np.float64) - a) * (pos - lo)  # (C, 5)
+        if part.size:
+            top = np.maximum(cnt[part] - 1, 0)
+            pos_p = top[:, None] * _QS
+            lo_p = pos_p.astype(np.int64)  # floor: pos >= 0
+            col = part[:, None]
+            a = srt[col, lo_p].astype(np.float64)
+            q[part] = a + (srt[col, np.minimum(lo_p + 1, top[:, None])].astype(np.float64) - a) * (pos_p - lo_p)
+        q = q.T
+        med = q[1]
+        scale = np.maximum(np.maximum((q[2] - q[0]) / 1.349, self.rel_floor * np.abs(med)), self.abs_floor)
 
-            # Percentiles from one sort: NaN sorts last, so the first cnt entries are valid.
-            srt = np.sort(flat, axis=1).ravel()
-            q25, med, q75, p95, p99 = _quantiles(srt, base_idx, cnt.ravel(), (0.25, 0.5, 0.75, 0.95, 0.99))
-            q25, med, q75, p95, p99 = (a.reshape(n, m) for a in (q25, med, q75, p95, p99))
-            scale = np.maximum(np.maximum((q75 - q25) / 1.349, self.rel_floor * np.abs(med)), self.abs_floor)
+        s1 = x.sum(axis=0, dtype=np.float64)
+        mean = s1 / safe_cnt
+        dev = np.subtract(x, mean.astype(f32))
+        if part.size:
+            dev[:, part] *= vp
+        std = np.sqrt(np.einsum("wc,wc->c", dev, dev, dtype=np.float64) / safe_cnt)
 
-            # Newest valid value.
-            last_pos = w - 1 - np.argmax(valid[..., ::-1], axis=2)
-            last = flat.ravel()[base_idx + last_pos.ravel()].reshape(n, m).astype(np.float64)
+        # Newest valid value: the newest slot, except where it is missing.
+        last = x[-1].astype(np.float64)
+        miss = part[~vp[-1]]
+        if miss.size:
+            pos_last = w - 1 - np.argmax(valid[::-1, miss], axis=0)
+            last[miss] = x[pos_last, miss]
 
-            # EWMA as a normalised weighted mean: equals the recursion and skips NaNs.
-            wts = (self.alpha * (1.0 - self.alpha) ** np.arange(w - 1, -1, -1)).astype(np.float32)
-            ewma = (x0 @ wts).astype(np.float64) / (validf @ wts)
+        # EWMA as a normalised weighted mean: equals the recursion and skips NaNs.
+        wts = self._ewma_weights(w)
+        ewma = (wts @ x).astype(np.float64) / self._ewma_norm(w)
+        if part.size:
+            ewma[part] = (wts @ x[:, part]).astype(np.float64) / (wts @ vp)
 
-            # Slope against sample time (per second), time relative to the newest slot. In float64:
-            # in float32, stt - st²/n cancels when a metric's valid samples sit far from the newest
-            # slot (after a gap), and the float32 mean's rounding leaks into sdt as mean_err * st.
-            t = ts - ts[:, -1:]
-            t = np.where(np.isfinite(t), t, 0.0)[:, :, None]  # (N, W, 1)
-            validd = valid.astype(np.float64)
-            st = (validd @ t)[..., 0]
-            stt = (validd @ (t * t))[..., 0]
-            sdt = (((x0 - mean[..., None]) * validd) @ t)[..., 0]
-            slope = sdt / (stt - st * st / safe_cnt)
+        # Slope against sample time (per second): sum(dev * (t - mean t)) / sum((t - mean t)^2)
+        # over the valid samples, with centred times so that neither sum cancels (the valid
+        # samples can sit an hour before the newest slot); float64 where samples are missing.
+        tc = t - t.mean(axis=0)  # a full window: every slot valid
+        den = np.tile(np.einsum("wn,wn->n", tc, tc), m)
+        sdt = np.einsum("wmn,wn->mn", dev.reshape(w, m, nb), tc.astype(f32)).ravel().astype(np.float64)
+        if part.size:
+            tcp = tp - np.einsum("wp,wp->p", tp, vp) / safe_cnt[part]
+            den[part] = np.einsum("wp,wp,wp->p", tcp, tcp, vp)
+            sdt[part] = np.einsum("wp,wp->p", tcp, dev[:, part])
+        slope = sdt / den
 
-            # CUSUM of robust z with slack k, Lindley closed form.
-            z = (x0 - med.astype(np.float32)[..., None]) / scale.astype(np.float32)[..., None]
-            k = np.float32(self.cusum_k)
-            cusum_pos = _lindley((z - k) * validf)
-            cusum_neg = _lindley((-z - k) * validf)
-            z_last = (last - med) / scale
+        # CUSUM of the robust z = (x - median) / scale with slack k, both directions at once,
+        # in the Lindley closed form; a missing sample adds nothing.
+        k_scale = self.cusum_k * scale
+        inc = np.empty((w, 2, c), dtype=f32)
+        np.subtract(x, (med + k_scale).astype(f32), out=inc[:, 0])
+        np.subtract((med - k_scale).astype(f32), x, out=inc[:, 1])
+        inc *= (1.0 / scale).astype(f32)
+        if part.size:
+            inc[:, :, part] *= vp[:, None]
+        y = _cumsum0(inc)
+        cus = (y[-1] - np.minimum(0.0, y.min(axis=0))).astype(np.float64)  # (2, C)
+        z_last = (last - med) / scale
 
-        out = np.empty((n, len(self.names)), dtype=np.float64)
-        col = 0
-        elevated = np.zeros(n, dtype=np.int64)
-        for j, spec in enumerate(self.specs):
-            h = has[:, j]
-            base = (last[:, j], mean[:, j], std[:, j], med[:, j], scale[:, j], p95[:, j], p99[:, j], ewma[:, j], slope[:, j],
-                    cusum_pos[:, j], cusum_neg[:, j], z_last[:, j])
-            for arr in base:
-                out[:, col] = np.where(h, arr, np.nan)
-                col += 1
-            xj, vj = x[:, j, :], valid[:, j, :]
-            if spec.kind is MetricKind.BOOLEAN:
-                bad, good = vj & (xj < 0.5), vj & (xj >= 0.5)
-                run = _tail_run(bad, good)
-                rate = bad.sum(axis=1) / np.maximum(cnt[:, j], 1)
-                out[:, col] = np.where(h, run, np.nan)
-                out[:, col + 1] = np.where(h, rate, np.nan)
-                col += 2
-                elevated += (h & (run >= 1)).astype(np.int64)
-            elif spec.kind is MetricKind.COUNT:
-                bad, good = vj & (xj > 0), vj & (xj == 0)
-                run = _tail_run(bad, good)
-                out[:, col] = np.where(h, run, np.nan)
-                out[:, col + 1] = np.where(h, x0[:, j, :].sum(axis=1, dtype=np.float64), np.nan)
-                col += 2
-                elevated += (h & (last[:, j] > 0)).astype(np.int64)
-            else:
-                zl = z_last[:, j] if spec.higher_is_worse else -z_last[:, j]
-                elevated += (h & (zl > self.elevated_z)).astype(np.int64)
-        out[:, col] = np.where(has.any(axis=1), elevated, np.nan)
-        return FeatureFrame(self.names, out)
+        base = np.stack((last, mean, std, med, scale, q[3], q[4], ewma, slope, cus[0], cus[1], z_last))
+        if part.size:
+            base[:, ~has] = np.nan
+        out[self._base_rows] = base.reshape(-1, nb)  # (12 * M, nb), feature-major
+        has2 = has.reshape(m, nb)
+        elevated = np.zeros((m, nb), dtype=bool)
+        if self._gauges.size:
+            zl = z_last.reshape(m, nb)[self._gauges] * self._gauge_sign[:, None]
+            elevated[self._gauges] = zl > self.elevated_z
+        if self._runs.size:
+            # Boolean and count metrics together: (W, R, nb) failures ("bad") and successes ("good").
+            runs = self._runs
+            is_bool = self._run_is_bool[:, None]
+            xk = x.reshape(w, m, nb)[:, runs]
+            vk = valid.reshape(w, m, nb)[:, runs]
+            bad = vk & np.where(is_bool, xk < 0.5, xk > 0)
+            good = vk & np.where(is_bool, xk >= 0.5, xk == 0)
+            # Position of the newest good sample (0: none); the run is the bad samples after it.
+            slots = _positions(w)[:, None, None]
+            newest = (good * slots).max(axis=0)
+            run = np.count_nonzero(bad & (slots > newest), axis=0).astype(np.float64)
+            n_bad = np.count_nonzero(bad, axis=0)
+            second = np.where(is_bool, n_bad / safe_cnt.reshape(m, nb)[runs], s1.reshape(m, nb)[runs])
+            kind = np.stack((run, second), axis=1)  # (R, 2, nb)
+            if part.size:
+                kind[~np.broadcast_to(has2[runs][:, None], kind.shape)] = np.nan
+            out[self._kind_rows] = kind.reshape(-1, nb)
+            elevated[runs] = np.where(is_bool, run >= 1, last.reshape(m, nb)[runs] > 0)
+        if part.size:
+            elevated &= has2
+        out[-1] = np.where(has2.any(axis=0), elevated.sum(axis=0), np.nan)
+
+    def _ewma_norm(self, w: int) -> float:
+        """Sum of the EWMA weights of a full window (float32, as ``wts @ valid`` gives it)."""
+        return float(self._ewma_weights(w).sum(dtype=np.float32))
+
+    def _ewma_weights(self, w: int) -> np.ndarray:
+        wts = self._wts.get(w)
+        if wts is None:
+            wts = self._wts[w] = (self.alpha * (1.0 - self.alpha) ** np.arange(w - 1, -1, -1)).astype(np.float32)
+        return wts
 
 
-def _quantiles(srt: np.ndarray, base: np.ndarray, cnt: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
-    """Linear-interpolated quantiles (numpy's default method) of rows sorted with NaN last.
+_QS = np.array([0.25, 0.5, 0.75, 0.95, 0.99])
+# Values (endpoints x metrics x window) per block of FeatureEngine.compute: ~1 MB per float32 temporary.
+_BLOCK_VALUES = 1 << 18
 
-    ``srt`` is the flattened sorted array, ``base`` the offset of each row in it.
+
+def _cumsum0(a: np.ndarray) -> np.ndarray:
+    """Cumulative sum over the first axis, in place.
+
+    numpy's ``cumsum(axis=0)`` walks each column on its own; adding whole rows is
+    several times faster once the rows are more than a few hundred values long.
     """
-    res = []
-    top = np.maximum(cnt - 1, 0)
-    for qv in qs:
-        pos = qv * top
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, top)
-        frac = pos - lo
-        a = srt[base + lo].astype(np.float64)
-        b = srt[base + hi].astype(np.float64)
-        res.append(np.where(cnt > 0, a + (b - a) * frac, np.nan))
-    return res
+    if a[0].size < 256:
+        return np.cumsum(a, axis=0, out=a)
+    for i in range(1, a.shape[0]):
+        np.add(a[i - 1], a[i], out=a[i])
+    return a
 
 
-def _lindley(inc: np.ndarray) -> np.ndarray:
-    """Final value of S_t = max(0, S_{t-1} + inc_t), S_0 = 0, along the last axis."""
-    y = np.cumsum(inc, axis=-1)
-    return (y[..., -1] - np.minimum(0.0, y.min(axis=-1))).astype(np.float64)
-
-
-def _tail_run(bad: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """Number of ``bad`` samples at the end of each row before the newest ``good`` one."""
-    bad_r, good_r = bad[:, ::-1], good[:, ::-1]
-    w = bad.shape[1]
-    any_good = good_r.any(axis=1)
-    first_good = np.where(any_good, np.argmax(good_r, axis=1), w)
-    cs = np.cumsum(bad_r, axis=1)
-    idx = np.clip(first_good - 1, 0, w - 1)
-    run = np.take_along_axis(cs, idx[:, None], axis=1)[:, 0]
-    return np.where(first_good == 0, 0, run).astype(np.float64)
+@functools.lru_cache(maxsize=8)
+def _positions(w: int) -> np.ndarray:
+    """1, 2, ..., w (int16): slot numbers for the run lengths."""
+    return np.arange(1, w + 1, dtype=np.int16)

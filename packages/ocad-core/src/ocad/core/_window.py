@@ -5,6 +5,18 @@ last ``window`` samples of every endpoint; ``head[row]`` is the slot the next
 sample goes to. Appending a tick for n endpoints is one fancy-indexed write;
 reading windows gathers them in chronological order.
 
+Layout: the samples are stored time-last, ``(row, metric, slot)``, and ``values``
+is a transposed view of that buffer. A window read is then a few contiguous
+copies per endpoint (one per run of equal heads: a fleet that ticks in step has
+one), the windows come out as ``(n, metric, time)`` blocks that the feature
+engine and the detectors reduce over time without another transpose, and
+``view.values[:, -w:, m]`` is a contiguous slice per endpoint.
+
+Endpoint ids of a tick usually repeat from one tick to the next: :meth:`lookup`
+keeps the rows of the last array of ids it resolved and returns them again when
+the same ids come back (checked element by element, and only while no endpoint
+was added or dropped), instead of one dict lookup per endpoint in Python.
+
 Memory is bounded: rows are allocated in doubling steps up to ``capacity``.
 Eviction, both counted:
 
@@ -23,6 +35,9 @@ from typing import Any
 import numpy as np
 
 __all__ = ["WindowStore"]
+
+# Below this many ids a plain dict lookup is cheaper than comparing with the cached array.
+_LOOKUP_CACHE_MIN = 64
 
 
 class WindowStore:
@@ -43,13 +58,17 @@ class WindowStore:
         #: Ids of endpoints evicted for capacity since the owner last cleared this list.
         self.evicted_lru: list[str] = []
         self.max_ts = -np.inf
+        # Bumped whenever the id -> row map changes; guards the lookup cache.
+        self._version = 0
+        self._lookup_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._vals: np.ndarray | None = None
         self._alloc(min(max(int(initial_rows), 1), self.capacity))
 
     # -- storage -----------------------------------------------------------
     def _alloc(self, rows: int) -> None:
-        old = getattr(self, "values", None)
+        old = self._vals
         n_old = 0 if old is None else old.shape[0]
-        values = np.full((rows, self.window, self.n_metrics), np.nan, dtype=np.float32)
+        values = np.full((rows, self.n_metrics, self.window), np.nan, dtype=np.float32)
         ts = np.full((rows, self.window), np.nan, dtype=np.float64)
         head = np.zeros(rows, dtype=np.int64)
         count = np.zeros(rows, dtype=np.int64)
@@ -57,16 +76,22 @@ class WindowStore:
         caps = np.zeros((rows, self.n_metrics), dtype=bool)
         ids = np.empty(rows, dtype=object)
         if old is not None:
-            values[:n_old] = self.values
+            values[:n_old] = old
             ts[:n_old] = self.ts
             head[:n_old] = self.head
             count[:n_old] = self.count
             last_ts[:n_old] = self.last_ts
             caps[:n_old] = self.capabilities
             ids[:n_old] = self.ids
-        self.values, self.ts, self.head, self.count = values, ts, head, count
+        self._vals, self.ts, self.head, self.count = values, ts, head, count
         self.last_ts, self.capabilities, self.ids = last_ts, caps, ids
         self._free.extend(range(rows - 1, n_old - 1, -1))
+
+    @property
+    def values(self) -> np.ndarray:
+        """``(rows, window, n_metrics)`` float32 ring buffers (a writable view, slot order)."""
+        assert self._vals is not None
+        return self._vals.transpose(0, 2, 1)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -79,7 +104,8 @@ class WindowStore:
         return int(self.values.shape[0])
 
     def nbytes(self) -> int:
-        return int(self.values.nbytes + self.ts.nbytes + self.head.nbytes + self.count.nbytes
+        assert self._vals is not None
+        return int(self._vals.nbytes + self.ts.nbytes + self.head.nbytes + self.count.nbytes
                    + self.last_ts.nbytes + self.capabilities.nbytes + self.ids.nbytes)
 
     def endpoints(self) -> list[str]:
@@ -88,8 +114,18 @@ class WindowStore:
     # -- rows -----------------------------------------------------------------
     def lookup(self, endpoint_ids: Iterable[str]) -> np.ndarray:
         """Rows of known endpoints, -1 for unknown ones."""
+        cacheable = isinstance(endpoint_ids, np.ndarray) and endpoint_ids.ndim == 1 \
+            and endpoint_ids.shape[0] >= _LOOKUP_CACHE_MIN
+        if cacheable:
+            c = self._lookup_cache
+            if c is not None and c[0] == self._version and c[1].shape == endpoint_ids.shape \
+                    and np.array_equal(c[1], endpoint_ids):
+                return c[2].copy()
         get = self._rows.get
-        return np.fromiter((get(e, -1) for e in endpoint_ids), dtype=np.int64)
+        rows = np.fromiter((get(e, -1) for e in endpoint_ids), dtype=np.int64)
+        if cacheable:
+            self._lookup_cache = (self._version, endpoint_ids.copy(), rows.copy())
+        return rows
 
     def rows(self, endpoint_ids: np.ndarray) -> np.ndarray:
         """Rows for ``endpoint_ids`` (unique within the call), creating rows for new endpoints."""
@@ -101,6 +137,7 @@ class WindowStore:
             for e, r in zip(ids, rows[new].tolist()):
                 self._rows[e] = r
             self.ids[rows[new]] = ids
+            self._version += 1
         return rows
 
     def _take_rows(self, k: int, protect: np.ndarray) -> np.ndarray:
@@ -131,6 +168,7 @@ class WindowStore:
         self.evicted_capacity += int(victims.size)
 
     def _release(self, rows: np.ndarray) -> None:
+        self._version += 1
         for r in rows.tolist():
             e = self.ids[r]
             if e is not None:
@@ -141,7 +179,7 @@ class WindowStore:
 
     def reset(self, rows: np.ndarray) -> None:
         """Forget the history of ``rows`` (clock reset, eviction)."""
-        self.values[rows] = np.nan
+        self._vals[rows] = np.nan  # type: ignore[index]
         self.ts[rows] = np.nan
         self.head[rows] = 0
         self.count[rows] = 0
@@ -170,7 +208,7 @@ class WindowStore:
     def append(self, rows: np.ndarray, ts: np.ndarray, values: np.ndarray) -> None:
         """Write one sample per row (rows unique): ``ts`` (n,), ``values`` (n, M)."""
         slot = self.head[rows]
-        self.values[rows, slot] = values
+        self._vals[rows, :, slot] = values  # type: ignore[index]
         self.ts[rows, slot] = ts
         self.head[rows] = (slot + 1) % self.window
         self.count[rows] += 1
@@ -180,10 +218,43 @@ class WindowStore:
             self.max_ts = max(self.max_ts, float(ts.max()))
 
     def window_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Chronological windows (oldest first): values (n, W, M) float32, ts (n, W)."""
-        idx = (self.head[rows][:, None] + np.arange(self.window)) % self.window
-        r = rows[:, None]
-        return self.values[r, idx], self.ts[r, idx]
+        """Chronological windows (oldest first): values (n, W, M) float32, ts (n, W).
+
+        ``values`` is the transposed view of a C-contiguous ``(n, M, W)`` array (see the
+        module docs); both arrays are copies the caller owns.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        n, w = rows.shape[0], self.window
+        buf, tbuf = self._vals, self.ts
+        assert buf is not None
+        out = np.empty((n, self.n_metrics, w), dtype=np.float32)
+        tout = np.empty((n, w), dtype=np.float64)
+        if n == 0:
+            return out.transpose(0, 2, 1), tout
+        heads = self.head[rows]
+        h0 = int(heads[0])
+        if n == 1 or not (heads != h0).any():
+            groups: list[tuple[Any, Any, int]] = [(slice(None), rows, h0)]
+        else:
+            # Endpoints that joined at different times: one pair of copies per distinct head.
+            order = np.argsort(heads, kind="stable")
+            hs = heads[order]
+            cut = np.flatnonzero(hs[1:] != hs[:-1]) + 1
+            groups = [(sel, rows[sel], int(heads[sel[0]]))
+                      for sel in np.split(order, cut)]
+        for sel, r, h in groups:
+            if r.size > 1 and r[-1] - r[0] == r.size - 1 and (r[1:] > r[:-1]).all():
+                r = slice(int(r[0]), int(r[-1]) + 1)  # consecutive rows: plain slices, no gather
+            # The oldest sample is at the head: slots h..W-1, then 0..h-1.
+            if h == 0:
+                out[sel] = buf[r]
+                tout[sel] = tbuf[r]
+            else:
+                out[sel, :, : w - h] = buf[r, :, h:]
+                out[sel, :, w - h:] = buf[r, :, :h]
+                tout[sel, : w - h] = tbuf[r, h:]
+                tout[sel, w - h:] = tbuf[r, :h]
+        return out.transpose(0, 2, 1), tout
 
     # -- state ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -204,7 +275,8 @@ class WindowStore:
                              f"({self.window}, {self.n_metrics})")
         self._rows.clear()
         self._free.clear()
-        self.values = None  # type: ignore[assignment]
+        self._version += 1
+        self._vals = None
         size = 1
         while size < max(n, 1):
             size *= 2
