@@ -26,7 +26,7 @@ $(VENV)/.demo-installed: $(BIN)/python constraints.txt $(CORE)/pyproject.toml $(
 	touch $@
 
 $(VENV)/.all-installed: $(VENV)/.demo-installed $(TRAIN)/pyproject.toml $(EXAMPLE)/pyproject.toml
-	$(PIP) $(EDITABLE) -e "$(CORE)[io,report,test]" -e $(ML) -e "$(TRAIN)[tune]" -e $(EXAMPLE) "asv>=0.6.4"
+	$(PIP) $(EDITABLE) -e "$(CORE)[io,report,test,spark]" -e $(ML) -e "$(TRAIN)[tune]" -e $(EXAMPLE) "asv>=0.6.4"
 	touch $@
 
 demo: $(VENV)/.demo-installed
