@@ -143,8 +143,12 @@ def windows(draw):
 def test_features_match_slow_reference(data):
     values, ts = data
     fe = FeatureEngine(SPECS, alpha=ALPHA, cusum_k=K, elevated_z=ELEV)
+    v_before, t_before = values.copy(), ts.copy()
     ff = fe.compute(values, ts)
     assert ff.data.shape == (values.shape[0], len(fe.names))
+    # the engine reads the WindowStore's arrays in place: it must never write to them
+    np.testing.assert_array_equal(values, v_before)
+    np.testing.assert_array_equal(ts, t_before)
     for i in range(values.shape[0]):
         feats = []
         for j, spec in enumerate(SPECS):
