@@ -246,7 +246,8 @@ def streams(draw):
         dets = [[draw(st.sampled_from(SCORES)) for _ in KINDS] for _ in eps]
         ready = [draw(st.booleans()) or draw(st.booleans()) for _ in eps]
         ticks.append((eps, t, comp, dets, ready))
-    cfg = AlertPolicyConfig(confirm_samples=draw(st.integers(0, 3)), hold_down_s=draw(st.sampled_from([0.0, 30.0, 60.0])),
+    cfg = AlertPolicyConfig(confirm_samples=draw(st.integers(0, 3)),
+                            hold_down_s=draw(st.sampled_from([0.0, 30.0, 60.0])),
                             update_min_interval_s=draw(st.sampled_from([0.0, 30.0])))
     return cfg, ticks, draw(st.integers(0, n))
 
