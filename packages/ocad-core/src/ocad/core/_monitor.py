@@ -284,8 +284,14 @@ class Monitor:
         st = self.store
         if st.idle_timeout_s is None or not len(st):
             return []
-        limit = st.max_ts - st.idle_timeout_s
-        stale = (st.last_ts < limit) & (st.last_ts > -np.inf)
+        held = st.last_ts > -np.inf
+        # The fleet's clock is the (lower) median of the endpoints' last sample times, not the newest
+        # sample ever seen: one device with a clock far ahead (milliseconds for seconds, a bad NTP)
+        # would otherwise make every other endpoint idle at every tick, for good.
+        last = st.last_ts[held]
+        k = (last.size - 1) // 2
+        limit = float(np.partition(last, k)[k]) - st.idle_timeout_s
+        stale = (st.last_ts < limit) & held
         # Rows of this tick just reported: not idle, even when their clock is far behind (reset).
         stale[active] = False
         idle = np.flatnonzero(stale)
