@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import OcadConfigError
+
 __all__ = ["WindowStore"]
 
 # Below this many ids a plain dict lookup is cheaper than comparing with the cached array.
@@ -158,7 +160,7 @@ class WindowStore:
         used = np.fromiter(self._rows.values(), dtype=np.int64)
         cand = np.setdiff1d(used, protect, assume_unique=True)
         if cand.size < k:
-            raise ValueError(
+            raise OcadConfigError(
                 f"a tick with more distinct endpoints than capacity={self.capacity}; raise the capacity "
                 "or shard the Monitor by endpoint")
         order = np.argpartition(self.last_ts[cand], k - 1)[:k] if k < cand.size else np.arange(cand.size)
