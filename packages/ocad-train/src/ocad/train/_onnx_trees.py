@@ -349,15 +349,22 @@ def iforest_to_onnx(model: IsolationForest, *, center: np.ndarray | None = None,
     return m
 
 
-def _benchmark(n_estimators: int = 150, max_samples: int = 256, n_features: int = 30,
-               batches: tuple[int, ...] = (1, 1_000, 100_000), threads: int = 2,
-               seconds: float = 4.0, seed: int = 0) -> list[dict[str, float]]:
-    """onnxruntime vs sklearn ``score_samples`` on the same forest, per batch size.
+SESSION_VARIANTS: dict[str, tuple[int, bool]] = {
+    "ort2": (2, True),  # 2 intra-op threads, onnxruntime's default spin-waiting
+    "ort2_nospin": (2, False),
+    "ort1": (1, True),
+}
 
-    Runs are interleaved (ort, sklearn, ort, ...) for about ``seconds`` per batch
-    size and the *minimum* of each is kept: on a shared machine the minimum is the
-    run least disturbed by other processes. Medians are reported too.
-    Run: ``python -m ocad.train._onnx_trees``.
+
+def _benchmark(n_estimators: int = 150, max_samples: int = 256, n_features: int = 30,
+               batches: tuple[int, ...] = (1, 1_000, 100_000), seconds: float = 4.0,
+               seed: int = 0) -> list[dict[str, float]]:
+    """onnxruntime (:data:`SESSION_VARIANTS`) vs sklearn ``score_samples`` on one forest.
+
+    Runs are interleaved (each session, then sklearn, again and again) for about
+    ``seconds`` per batch size; per variant the *minimum* and the median wall time
+    are kept (on a shared machine the minimum is the run least disturbed by other
+    processes). Run: ``python -m ocad.train._onnx_trees [n_estimators] [seconds]``.
     """
     import time
 
@@ -371,32 +378,35 @@ def _benchmark(n_estimators: int = 150, max_samples: int = 256, n_features: int 
                              random_state=seed).fit(x[:20_000])
     # The production graph (with the in-graph NaN imputation); no scaler, so that
     # sklearn's score_samples on the same float32 batch is the exact reference.
-    model = iforest_to_onnx(forest, impute=np.median(x[:20_000], axis=0))
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    data = iforest_to_onnx(forest, impute=np.median(x[:20_000], axis=0)).SerializeToString()
+    sessions = {}
+    for name, (threads, spin) in SESSION_VARIANTS.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        sessions[name] = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     rows = []
     for b in batches:
         xb = np.ascontiguousarray(x[20_000:20_000 + b])
-        t_ort: list[float] = []
-        t_skl: list[float] = []
-        diff = float(np.max(np.abs(sess.run(None, {INPUT_NAME: xb})[0] - forest.score_samples(xb))))
+        ref = forest.score_samples(xb)
+        times: dict[str, list[float]] = {k: [] for k in [*sessions, "sklearn"]}
+        row: dict[str, float] = {"batch": b, "max_abs_diff": max(
+            float(np.max(np.abs(s.run(None, {INPUT_NAME: xb})[0] - ref))) for s in sessions.values())}
         end = time.perf_counter() + seconds
-        while time.perf_counter() < end or len(t_skl) < 3:
+        while time.perf_counter() < end or len(times["sklearn"]) < 3:
+            for k, s in sessions.items():
+                t0 = time.perf_counter()
+                s.run(None, {INPUT_NAME: xb})
+                times[k].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            sess.run(None, {INPUT_NAME: xb})
-            t1 = time.perf_counter()
             forest.score_samples(xb)
-            t2 = time.perf_counter()
-            t_ort.append(t1 - t0)
-            t_skl.append(t2 - t1)
-        rows.append({
-            "batch": b, "runs": len(t_ort), "ort_min_s": min(t_ort), "sklearn_min_s": min(t_skl),
-            "ratio_min": min(t_skl) / min(t_ort), "ort_median_s": float(np.median(t_ort)),
-            "sklearn_median_s": float(np.median(t_skl)),
-            "ratio_median": float(np.median(t_skl) / np.median(t_ort)), "max_abs_diff": diff,
-        })
+            times["sklearn"].append(time.perf_counter() - t0)
+        row["runs"] = len(times["sklearn"])
+        for k, v in times.items():
+            row[f"{k}_min_s"] = min(v)
+            row[f"{k}_median_s"] = float(np.median(v))
+        rows.append(row)
     return rows
 
 
@@ -404,10 +414,14 @@ if __name__ == "__main__":  # pragma: no cover - manual benchmark
     import sys
 
     n_trees = int(sys.argv[1]) if len(sys.argv) > 1 else 150
-    print(f"IsolationForest n_estimators={n_trees} max_samples=256 features=30; onnxruntime 2 threads")
-    print(f"{'batch':>7} {'runs':>5} {'ort min':>10} {'skl min':>10} {'ratio':>7} "
-          f"{'ort med':>10} {'skl med':>10} {'ratio':>7} {'max|d|':>8}")
-    for r in _benchmark(n_estimators=n_trees):
-        print(f"{r['batch']:>7} {r['runs']:>5} {r['ort_min_s'] * 1e3:>8.3f}ms {r['sklearn_min_s'] * 1e3:>8.3f}ms "
-              f"{r['ratio_min']:>6.1f}x {r['ort_median_s'] * 1e3:>8.3f}ms {r['sklearn_median_s'] * 1e3:>8.3f}ms "
-              f"{r['ratio_median']:>6.1f}x {r['max_abs_diff']:.1e}")
+    secs = float(sys.argv[2]) if len(sys.argv) > 2 else 4.0
+    print(f"IsolationForest n_estimators={n_trees} max_samples=256 features=30; "
+          "times min / median ms; ratio = sklearn / ort (min)")
+    for r in _benchmark(n_estimators=n_trees, seconds=secs):
+        skl = r["sklearn_min_s"]
+        cells = [f"sklearn {skl * 1e3:.3f} / {r['sklearn_median_s'] * 1e3:.3f}"]
+        for k in SESSION_VARIANTS:
+            cells.append(f"{k} {r[k + '_min_s'] * 1e3:.3f} / {r[k + '_median_s'] * 1e3:.3f} "
+                         f"({skl / r[k + '_min_s']:.1f}x)")
+        print(f"batch {int(r['batch']):>6} runs {int(r['runs']):>4} | " + " | ".join(cells)
+              + f" | max|d| {r['max_abs_diff']:.1e}")
