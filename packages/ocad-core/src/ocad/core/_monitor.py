@@ -35,7 +35,7 @@ from ._errors import OcadArtifactError, OcadConfigError, OcadValidationError
 from ._features import FeatureEngine
 from ._registry import DetectorContext, PluginRegistry, default_registry
 from ._validate import Batch, ValidationStats, Validator
-from ._view import DetectorView
+from ._view import DetectorView, FeatureFrame
 from ._window import WindowStore
 
 __all__ = ["Monitor"]
@@ -305,9 +305,14 @@ class Monitor:
     def _view(self, rows: np.ndarray, b: Batch) -> DetectorView:
         values, ts = self.store.window_of(rows)
         feats = self.features.compute(values, ts)
-        return DetectorView(endpoints=b.endpoint_id, metrics=self.metrics.names(), values=values, ts=ts,
-                            capabilities=self.store.capabilities[rows], features=feats,
-                            counts=self.store.count[rows])
+        # Every detector of the tick gets these same arrays, read-only: one that writes into them (an
+        # in-place normalisation) fails alone instead of corrupting the detectors after it, the warm-up
+        # counts and the alerts' endpoint ids. Read-only *views*: the buffers themselves stay writable.
+        return DetectorView(endpoints=_read_only(b.endpoint_id), metrics=self.metrics.names(),
+                            values=_read_only(values), ts=_read_only(ts),
+                            capabilities=_read_only(self.store.capabilities[rows]),
+                            features=FeatureFrame(feats.names, _read_only(feats.data)),
+                            counts=_read_only(self.store.count[rows]))
 
     # -- scoring a whole frame ------------------------------------------------
     @staticmethod
@@ -442,6 +447,12 @@ class Monitor:
     @classmethod
     def from_snapshot(cls, path: str | os.PathLike[str], config: Any = None, **kw: Any) -> Monitor:
         return cls(config, **kw).restore(path)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _ticks(b: Batch) -> Iterable[Batch]:
