@@ -205,6 +205,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print("FAILURES:")
         for f in reg.failures:
             print(f"  {f.plugin} ({f.stage}): {f.error}")
+    if mon.artifact_errors:  # e.g. a shipped model that fails verification: its detector is off
+        print()
+        print("ARTIFACT ERRORS:")
+        for e in mon.artifact_errors:
+            print(f"  {e}")
     return 0
 
 
