@@ -23,6 +23,7 @@ replay or a backfill gives the same alerts as the live run):
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -139,6 +140,15 @@ class _State:
     last_event_score: float = 0.0
 
 
+@functools.lru_cache(maxsize=64)
+def _kind_layout(kinds: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """Sorted distinct kinds, and the detector column of each when every kind has one detector."""
+    distinct = tuple(sorted(set(kinds)))
+    if len(distinct) != len(kinds):
+        return distinct, None
+    return distinct, np.array([kinds.index(k) for k in distinct], dtype=np.intp)
+
+
 class AlertPolicy:
     """Turns composite outputs into alert events; holds per-endpoint state only where needed."""
 
@@ -146,18 +156,21 @@ class AlertPolicy:
         self.config = config or AlertPolicyConfig()
         self._states: dict[str, _State] = {}
         self.counts = {"open": 0, "update": 0, "resolve": 0}
+        self._pos_cache: tuple[np.ndarray, dict[Any, int]] | None = None
 
     def open_alerts(self) -> list[Alert]:
         return [s.alert for s in self._states.values() if s.alert is not None]
 
     def kinds_matrix(self, comp: CompositeOutput) -> tuple[np.ndarray, list[str]]:
         """(N, K) bool: endpoint has evidence of kind k."""
-        kinds = sorted(set(comp.kinds))
-        ev = np.nan_to_num(comp.detector_scores, nan=0.0) >= self.config.evidence_threshold
+        kinds, order = _kind_layout(comp.kinds)
+        ev = comp.detector_scores >= self.config.evidence_threshold  # NaN compares False
+        if order is not None:  # one detector per kind: a column permutation
+            return ev[:, order], list(kinds)
         mat = np.zeros((comp.scores.shape[0], len(kinds)), dtype=bool)
         for d, k in enumerate(comp.kinds):
             mat[:, kinds.index(k)] |= ev[:, d]
-        return mat, kinds
+        return mat, list(kinds)
 
     def update(self, endpoints: np.ndarray, ts: np.ndarray, comp: CompositeOutput,
                ready: np.ndarray | None = None) -> list[AlertEvent]:
@@ -168,7 +181,7 @@ class AlertPolicy:
         cfg = self.config
         kmat, kinds = self.kinds_matrix(comp)
         nk = kmat.sum(axis=1)
-        score = np.nan_to_num(comp.scores, nan=0.0)
+        score = np.where(np.isnan(comp.scores), 0.0, comp.scores)
         cond = (nk >= cfg.min_kinds) & (score >= cfg.open_threshold)
         if ready is not None:
             cond &= ready
@@ -176,7 +189,7 @@ class AlertPolicy:
         cand = np.flatnonzero(cond | active)
         if self._states:
             # Endpoints with pending or open state must be evaluated even when quiet (to resolve).
-            pos = {e: i for i, e in enumerate(endpoints.tolist())}
+            pos = self._positions(endpoints)
             extra = [pos[e] for e in self._states if e in pos]
             if extra:
                 cand = np.union1d(cand, np.asarray(extra, dtype=np.int64))
@@ -205,6 +218,16 @@ class AlertPolicy:
                 if ev is not None:
                     events.append(ev)
         return events
+
+    def _positions(self, endpoints: np.ndarray) -> dict[Any, int]:
+        """endpoint id -> index in ``endpoints``; reused while a fleet sends the same id column."""
+        c = self._pos_cache
+        if c is not None and c[0].shape == endpoints.shape and np.array_equal(c[0], endpoints):
+            return c[1]
+        pos = {e: i for i, e in enumerate(endpoints.tolist())}
+        if endpoints.shape[0] >= 64:
+            self._pos_cache = (endpoints.copy(), pos)
+        return pos
 
     # -- transitions ----------------------------------------------------------
     def _severity(self, prev: str | None, s: float, nk: int) -> str:

@@ -11,13 +11,14 @@ samples" for every detector.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
-__all__ = ["Calibration"]
+__all__ = ["Calibration", "transform_columns"]
 
 # Probabilities of the stored quantiles: dense in the upper tail, where thresholds live.
 DEFAULT_PROBS: tuple[float, ...] = (
@@ -93,10 +94,20 @@ class Calibration:
         mass (mid-p), not to its top, so "0 failures" is not scored as extreme.
         """
         r = np.asarray(raw, dtype=np.float64)
-        u, p_lo, p_hi, xs, ys, ties, tail = self._knots
+        u = self._knots[0]
+        out = self._inner(r)
+        top = r > u[-1]
+        if top.any():
+            with np.errstate(over="ignore"):
+                out = np.where(top, 1.0 - self._knots[6] * np.exp(-(r - u[-1]) / self.tail_scale), out)
+        return np.minimum(np.maximum(out, 0.0), 1.0)  # NaN propagates through min/max
+
+    def _inner(self, r: np.ndarray) -> np.ndarray:
+        """transform() without the upper tail and the final clip: knots, ties, below the table."""
+        u, p_lo, p_hi, xs, ys, ties, _ = self._knots
         # Between knots: interpolate from the top of the lower knot's mass to the bottom of the next.
         if u.size > 1:
-            out = np.interp(r, xs, ys)
+            out = _interp(r, xs, ys)
         else:  # one distinct quantile; NaN compares False both ways and must stay NaN, not p_hi
             out = np.where(r < u[0], p_lo[0], np.where(r >= u[0], p_hi[0], np.nan))
         if ties:
@@ -104,12 +115,7 @@ class Calibration:
             on_knot = u[idx] == r
             if on_knot.any():
                 out = np.where(on_knot, 0.5 * (p_lo[idx] + p_hi[idx]), out)
-        out = np.where(r < u[0], 0.0, out)
-        top = r > u[-1]
-        if top.any():
-            with np.errstate(over="ignore"):
-                out = np.where(top, 1.0 - tail * np.exp(-(r - u[-1]) / self.tail_scale), out)
-        return np.minimum(np.maximum(out, 0.0), 1.0)  # NaN propagates through min/max
+        return np.where(r < u[0], 0.0, out)
 
     def to_dict(self) -> dict[str, Any]:
         return {"probs": list(self.probs), "quantiles": list(self.quantiles), "n": self.n,
@@ -119,3 +125,41 @@ class Calibration:
     def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
         return cls(probs=d["probs"], quantiles=d["quantiles"], n=int(d.get("n", 0)),
                    tail_scale=float(d.get("tail_scale", 1.0)))
+
+
+def transform_columns(calibrations: Sequence[Calibration], raw: np.ndarray) -> np.ndarray:
+    """``calibrations[k].transform(raw[:, k])`` for every column k of ``raw`` (N, K), at once.
+
+    The same numbers as the per-column calls; the upper tail and the clip run once on the
+    whole matrix instead of once per column (a detector scores K metrics on every tick).
+    """
+    r = np.asarray(raw, dtype=np.float64)
+    out = np.empty(r.shape, dtype=np.float64)
+    for k, cal in enumerate(calibrations):
+        out[:, k] = cal._inner(r[:, k])
+    if r.shape[1]:
+        top_u, tail, scale = _tails(tuple(calibrations))
+        top = r > top_u
+        if top.any():
+            with np.errstate(over="ignore"):
+                out = np.where(top, 1.0 - tail * np.exp(-(r - top_u) / scale), out)
+    return np.minimum(np.maximum(out, 0.0), 1.0)  # NaN propagates through min/max
+
+
+@functools.lru_cache(maxsize=256)
+def _tails(calibrations: tuple[Calibration, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column: top quantile, tail mass above it and tail scale."""
+    return (np.array([c._knots[0][-1] for c in calibrations]), np.array([c._knots[6] for c in calibrations]),
+            np.array([c.tail_scale for c in calibrations]))
+
+
+try:  # the compiled routine behind np.interp, without its Python-level argument checks
+    from numpy._core.multiarray import interp as _compiled_interp
+except ImportError:  # pragma: no cover - other numpy layouts
+    _compiled_interp = None
+
+
+def _interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    if _compiled_interp is not None:
+        return _compiled_interp(x, xp, fp, None, None)
+    return np.interp(x, xp, fp)  # pragma: no cover

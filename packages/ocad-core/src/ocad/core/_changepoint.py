@@ -330,6 +330,34 @@ def _nanmedian_last(a: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, med, np.nan)[..., 0]
 
 
+_ALL = slice(None)
+# Values (endpoints x metrics x window) per block of ChangepointDetector.raw.
+_BLOCK_VALUES = 1 << 17
+
+
+def _median_sorted(srt: np.ndarray, cnt: np.ndarray, full: bool) -> np.ndarray:
+    """Median over the last axis of rows sorted with NaN last, ``cnt`` valid values each.
+
+    NaN where a row has no valid value; ``full``: every row is complete (fixed positions).
+    """
+    length = srt.shape[-1]
+    if full:
+        return 0.5 * (srt[..., (length - 1) // 2] + srt[..., length // 2])
+    flat = srt.reshape(-1, length)
+    c = cnt.reshape(-1)
+    r = np.arange(flat.shape[0])
+    med = 0.5 * (flat[r, np.maximum((c - 1) // 2, 0)] + flat[r, c // 2 if length else 0])
+    return np.where(c > 0, med, np.nan).reshape(cnt.shape)
+
+
+def _masked_mean(a: np.ndarray, mask: np.ndarray, cnt: np.ndarray, full: bool) -> np.ndarray:
+    """:func:`_row_mean` with the mask's counts known (``full``: the mask is all True)."""
+    if full:
+        return a.sum(axis=-1) / max(a.shape[-1], 1) if cnt.size else a.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, np.where(mask, a, 0.0).sum(axis=-1) / np.maximum(cnt, 1), np.nan)
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -540,39 +568,60 @@ class ChangepointDetector(CalibratedDetector):
         }
 
     # -- the window and its baseline ------------------------------------------
-    def _window(self, view: DetectorView) -> np.ndarray:
-        """(N, K, window) float64 of the configured metrics; NaN where not reported.
+    def _window(self, view: DetectorView, rows: slice | np.ndarray = _ALL) -> np.ndarray:
+        """(n, K, window) float64 of the configured metrics for ``rows`` of the view.
 
-        Time is the last axis, so the reductions over it run on contiguous memory.
+        NaN where not reported. Time is the last axis, so the reductions over it run on
+        contiguous memory (and a window from the WindowStore is read without a transpose).
         """
         w = self.window
-        x = np.full((view.n, len(self.metrics), w), np.nan)
-        for k, m in enumerate(self.metrics):
-            j = view.metric_index(m)
-            if j is None:
-                continue
-            col = np.asarray(view.values[:, -w:, j], dtype=np.float64)
-            # A view shorter than the window: the older part is not filled yet.
-            x[:, k, w - col.shape[1]:] = np.where(view.capabilities[:, j, None], col, np.nan)
+        vals = view.values[rows]  # (n, W, M): a view for a slice
+        n = vals.shape[0]
+        pairs = [(k, j) for k, j in enumerate(view.metric_index(m) for m in self.metrics) if j is not None]
+        ks = [k for k, _ in pairs]
+        js = [j for _, j in pairs]
+        ww = min(w, vals.shape[1])  # a view shorter than the window: the older part is not filled yet
+        src = np.transpose(vals[:, -ww:], (0, 2, 1))[:, js]  # (n, K', ww)
+        if len(ks) == len(self.metrics) and ww == w:
+            x = src.astype(np.float64)
+        else:
+            x = np.full((n, len(self.metrics), w), np.nan)
+            x[:, ks, w - ww:] = src
+        caps = view.capabilities[rows][:, js]
+        if not caps.all():
+            x[:, ks] = np.where(caps[..., None], x[:, ks], np.nan)
         return x
 
     def _baseline(self, x: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per (endpoint, metric): baseline level, spread (unfloored) and the scale in use."""
+        level, spread, scale, _ = self._baseline_stats(x, floor)
+        return level, spread, scale
+
+    def _baseline_stats(self, x: np.ndarray, floor: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_baseline` plus the number of valid baseline samples."""
         base = x[..., : self.baseline]
-        valid = ~np.isnan(base)
-        med = _nanmedian_last(base)
+        valid = base == base  # not NaN
+        cnt = valid.sum(axis=-1)
+        full = bool(cnt.size == 0 or cnt.min() == base.shape[-1])
+        med = _median_sorted(np.sort(base, axis=-1), cnt, full)
         dev = np.abs(base - med[..., None])
-        mad = _nanmedian_last(dev) * _MAD_TO_SIGMA
+        mad = _median_sorted(np.sort(dev, axis=-1), cnt, full) * _MAD_TO_SIGMA
         cap = 3.0 * _floored(mad, floor, med)
-        spread = _SQRT_HALF_PI * _row_mean(np.minimum(dev, cap[..., None]), valid)
-        level = _row_mean(np.clip(base, (med - cap)[..., None], (med + cap)[..., None]), valid)
-        return level, spread, _floored(spread, floor, level)
+        spread = _SQRT_HALF_PI * _masked_mean(np.minimum(dev, cap[..., None]), valid, cnt, full)
+        level = _masked_mean(np.minimum(np.maximum(base, (med - cap)[..., None]), (med + cap)[..., None]),
+                             valid, cnt, full)
+        return level, spread, _floored(spread, floor, level), cnt
+
+    def _signs_floors(self) -> tuple[np.ndarray, np.ndarray]:
+        floor = np.array([self.scale_floor_.get(m, 0.0) for m in self.metrics])
+        sign = np.array([-1.0 if m in self.lower_is_worse else 1.0 for m in self.metrics])
+        return sign, floor
 
     def _standardise(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Baseline level and clipped, direction-signed z-scores of the whole window."""
-        floor = np.array([self.scale_floor_.get(m, 0.0) for m in self.metrics])
+        sign, floor = self._signs_floors()
         level, _, scale = self._baseline(x, floor)
-        sign = np.array([-1.0 if m in self.lower_is_worse else 1.0 for m in self.metrics])
         with np.errstate(invalid="ignore"):
             z = (x - level[..., None]) * (sign[:, None] / scale[..., None])
             np.clip(z, -self.clip, self.clip, out=z)
@@ -581,26 +630,33 @@ class ChangepointDetector(CalibratedDetector):
     # -- scoring ----------------------------------------------------------------
     def raw(self, view: DetectorView) -> RawScores:
         """Raw CUSUM scores (robust sigmas) and window-half evidence; see the class doc."""
-        x = self._window(view)
-        n, n_metrics, w = x.shape
-        b = self.baseline
-        level, z = self._standardise(x)
-        cusum = np.zeros((n, n_metrics))
-        for t in range(b, w):  # a loop over time, vectorised over endpoints and metrics
-            zt = z[..., t]
-            cusum = np.where(np.isnan(zt), cusum, np.maximum(cusum + zt - self.k, 0.0))
-
-        valid = ~np.isnan(x)
-        n_base = valid[..., :b].sum(axis=-1)
-        n_recent = valid[..., b:].sum(axis=-1)
-        ok = (n_base + n_recent >= w // 2) & (n_base >= 3) & (n_recent >= 2)
-        observed = _row_mean(x[..., b:], valid[..., b:])
-        return RawScores(
-            metrics=self.metrics,
-            raw=np.where(ok, cusum, np.nan),
-            observed=np.where(ok, observed, np.nan),
-            expected=np.where(ok, level, np.nan),
-        )
+        n, n_metrics, w, b = view.n, len(self.metrics), self.window, self.baseline
+        raw = np.empty((n, n_metrics))
+        observed = np.empty((n, n_metrics))
+        expected = np.empty((n, n_metrics))
+        sign, floor = self._signs_floors()
+        # Blocks of endpoints small enough for the CPU cache (see FeatureEngine.compute).
+        step = max(1, _BLOCK_VALUES // (n_metrics * w))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for lo in range(0, max(n, 1), step):
+                rows = slice(lo, min(n, lo + step))
+                x = self._window(view, rows)
+                level, _, scale, n_base = self._baseline_stats(x, floor)
+                recent = x[..., b:]
+                z = (recent - level[..., None]) * (sign / scale)[..., None]
+                np.minimum(np.maximum(z, -self.clip, out=z), self.clip, out=z)
+                # One-sided CUSUM over the recent samples, S = max(0, S + z - k), in its closed
+                # (Lindley) form; a missing sample leaves S as it is.
+                valid = recent == recent
+                y = np.cumsum(np.where(valid, z - self.k, 0.0), axis=-1)
+                cusum = y[..., -1] - np.minimum(0.0, y.min(axis=-1))
+                n_recent = valid.sum(axis=-1)
+                ok = (n_base + n_recent >= w // 2) & (n_base >= 3) & (n_recent >= 2)
+                obs = np.where(valid, recent, 0.0).sum(axis=-1) / np.maximum(n_recent, 1)
+                raw[rows] = np.where(ok, cusum, np.nan)
+                observed[rows] = np.where(ok, obs, np.nan)
+                expected[rows] = np.where(ok, level, np.nan)
+        return RawScores(metrics=self.metrics, raw=raw, observed=observed, expected=expected)
 
     def score(self, view: DetectorView) -> DetectorOutput:
         """Calibrated scores (see :class:`CalibratedDetector`), with PELT evidence for the high ones."""

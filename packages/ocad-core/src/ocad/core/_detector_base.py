@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._calibration import Calibration
-from ._view import DetectorOutput, DetectorView
+from ._calibration import Calibration, transform_columns
+from ._view import DetectorOutput, DetectorView, FeatureFrame
 
-__all__ = ["CalibratedDetector", "RawScores", "gaussian_tail_calibration"]
+__all__ = ["CalibratedDetector", "RawScores", "feature_matrix", "gaussian_tail_calibration"]
 
 
 @attrs.frozen(eq=False)
@@ -76,22 +76,18 @@ class CalibratedDetector:
 
     # -- scoring --------------------------------------------------------------
     def _metric_scores(self, r: RawScores) -> np.ndarray:
-        out = np.empty_like(r.raw, dtype=np.float64)
-        for k, m in enumerate(r.metrics):
-            cal = self.calibrations_.get(m) or self.fallback(m)
-            out[:, k] = cal.transform(r.raw[:, k])
-        return out
+        cals = [self.calibrations_.get(m) or self.fallback(m) for m in r.metrics]
+        return transform_columns(cals, r.raw)
 
     def score(self, view: DetectorView) -> DetectorOutput:
         r = self.raw(view)
-        ms = self._metric_scores(r)
-        if ms.shape[1] == 0:
+        if r.raw.shape[1] == 0:
             return DetectorOutput.empty(view.n)
-        all_nan = np.all(np.isnan(ms), axis=1)
-        best = np.where(all_nan, np.nan, np.nanmax(np.where(np.isnan(ms), -1.0, ms), axis=1))
+        ms = self._metric_scores(r)
+        best = np.fmax.reduce(ms, axis=1)  # the largest metric score; NaN only where all are NaN
         if self.overall_ is not None:
-            # Work in the tail (-log10(1 - s)) where the table has resolution.
-            best = np.where(all_nan, np.nan, self.overall_.transform(_tail(best)))
+            # Work in the tail (-log10(1 - s)) where the table has resolution; NaN stays NaN.
+            best = self.overall_.transform(_tail(best))
         return DetectorOutput(scores=best, metrics=r.metrics, metric_scores=ms,
                               observed=r.observed, expected=r.expected)
 
@@ -129,5 +125,25 @@ class CalibratedDetector:
         self.overall_ = Calibration.from_dict(ov) if ov else None
 
 
+def feature_matrix(features: FeatureFrame, names: tuple[str, ...]) -> np.ndarray:
+    """(N, len(names)) float64 of the named features; NaN columns for names not in the frame.
+
+    One gather per call: the positions are looked up once per (frame layout, names).
+    """
+    idx, present = _positions(features.names, names)
+    if present.all():
+        return features.data[:, idx]
+    out = np.full((features.data.shape[0], len(names)), np.nan)
+    out[:, present] = features.data[:, idx[present]]
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _positions(frame_names: tuple[str, ...], names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    index = {n: i for i, n in enumerate(frame_names)}
+    idx = np.array([index.get(n, -1) for n in names], dtype=np.intp)
+    return idx, idx >= 0
+
+
 def _tail(s: np.ndarray) -> np.ndarray:
-    return -np.log10(np.clip(1.0 - s, 1e-12, 1.0))
+    return -np.log10(np.minimum(np.maximum(1.0 - s, 1e-12), 1.0))

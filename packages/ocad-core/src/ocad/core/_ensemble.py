@@ -148,17 +148,13 @@ class CompositeDetector:
     def score(self, view: DetectorView) -> CompositeOutput:
         outs = tuple(self._run(d, view) for d in self.detectors)
         n = view.n
-        if outs:
-            s = np.stack([o.scores for o in outs], axis=1)
-        else:
-            s = np.empty((n, 0))
+        s = np.stack([o.scores for o in outs], axis=1) if outs else np.empty((n, 0))
         ok = ~np.isnan(s)
-        w = np.where(ok, self.weights[None, :], 0.0)
-        wsum = w.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            contrib = np.where(ok, w * np.nan_to_num(s), 0.0) / wsum[:, None]
-        contrib = np.where(wsum[:, None] > 0, contrib, 0.0)
-        comp = np.where(wsum > 0, contrib.sum(axis=1), np.nan)
+        wsum = np.where(ok, self.weights, 0.0).sum(axis=1)
+        judged = wsum > 0
+        # Renormalise over the detectors that judged the endpoint; none judged: 0 / composite NaN.
+        contrib = np.where(ok, self.weights * s, 0.0) / np.where(judged, wsum, 1.0)[:, None]
+        comp = np.where(judged, contrib.sum(axis=1), np.nan)
         return CompositeOutput(scores=comp, detectors=self.names, kinds=self.kinds, weights=self.weights,
                                detector_scores=s, contributions=contrib, outputs=outs)
 

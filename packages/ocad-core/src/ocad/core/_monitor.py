@@ -245,8 +245,8 @@ class Monitor:
     def _tick(self, b: Batch) -> list[AlertEvent]:
         store = self.store
         known = store.lookup(b.endpoint_id)
-        if (known >= 0).any():
-            last = np.where(known >= 0, store.last_ts[np.maximum(known, 0)], -np.inf)
+        last = np.where(known >= 0, store.last_ts[known], -np.inf)
+        if (b.ts <= last).any():  # a sample not newer than the endpoint's last one
             dup = b.ts == last
             back = b.ts < last
             reset = back & (last - b.ts > self.config.clock_reset_s)
@@ -259,10 +259,12 @@ class Monitor:
                 self.stats.clock_resets += int(reset.sum())
                 store.reset(known[reset])
             if drop.any():
-                b = b.take(np.flatnonzero(~drop))
+                keep = np.flatnonzero(~drop)
+                b, known = b.take(keep), known[keep]
                 if len(b) == 0:
                     return []
-        rows = store.rows(b.endpoint_id)
+        # Every endpoint known (the steady state): its rows are the ones just looked up.
+        rows = known if known.size and known.min() >= 0 else store.rows(b.endpoint_id)
         store.append(rows, b.ts, b.values)
         events: list[AlertEvent] = []
         evicted = self._evict_idle(rows)
@@ -459,7 +461,7 @@ def _ticks(b: Batch) -> Iterable[Batch]:
     """Split a batch into ticks: tick k holds each endpoint's k-th sample in time order."""
     n = len(b)
     ep = b.endpoint_id
-    if n <= 1 or len(set(ep.tolist())) == n:
+    if n <= 1 or b.unique_ids or len(set(ep.tolist())) == n:
         yield b
         return
     order = np.lexsort((b.ts, ep.astype(str)))

@@ -41,6 +41,7 @@ import numpy as np
 
 from ._errors import OcadConfigError
 from ._metrics import MetricKind, MetricRegistry
+from ._detector_base import feature_matrix
 from ._view import DetectorOutput, DetectorView
 
 __all__ = ["DEFAULT_THRESHOLDS", "RuleDetector"]
@@ -57,10 +58,11 @@ _KEYS = {"max", "min", "fail_run", "nonzero_run"}
 
 def rule_score(r: np.ndarray) -> np.ndarray:
     """Map threshold ratios to scores (see module docstring); NaN stays NaN."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        above = 0.95 + 0.05 * (1.0 - np.exp(-3.0 * (r - 1.0)))
-        below = 0.9 * np.clip(r, 0.0, 1.0) ** 8
-    return np.where(np.isnan(r), np.nan, np.where(r >= 1.0, above, below))
+    r = np.asarray(r, dtype=np.float64)
+    # exp() only sees ratios >= 1 (the branch that uses it), so it cannot overflow.
+    above = 0.95 + 0.05 * (1.0 - np.exp(-3.0 * (np.fmax(r, 1.0) - 1.0)))
+    below = 0.9 * np.minimum(np.maximum(r, 0.0), 1.0) ** 8  # NaN propagates
+    return np.where(r >= 1.0, above, below)
 
 
 @attrs.define
@@ -99,7 +101,34 @@ class RuleDetector:
             raise OcadConfigError(f"detectors.rule: unknown option(s) {sorted(extra)}")
         return cls(thresholds=th, window=int(options.get("window", 8)))
 
+    def _plan(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray] | None:
+        """Feature name, threshold and "is a min rule" per metric, when each has one rule."""
+        if any(len(rule) != 1 for rule in self.thresholds.values()):
+            return None
+        cols, thr, is_min = [], [], []
+        for m in self.metrics:
+            ((key, t),) = self.thresholds[m].items()
+            cols.append(f"{m}:last" if key in ("max", "min") else f"{m}:{key}")
+            thr.append(float(t))
+            is_min.append(key == "min")
+        return tuple(cols), np.array(thr), np.array(is_min)
+
     def _ratios(self, view: DetectorView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        plan = self._plan()
+        if plan is None:
+            return self._ratios_each(view)
+        cols, thr, is_min = plan
+        v = feature_matrix(view.features, cols)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if is_min.any():
+                r = np.where(is_min, np.where(v <= 0, np.inf, thr / v), v / thr)
+            else:
+                r = v / thr
+        judged = ~np.isnan(r)
+        return r, np.where(judged, v, np.nan), np.where(judged, thr, np.nan)
+
+    def _ratios_each(self, view: DetectorView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Several rules on one metric: the one with the highest ratio wins (the first on a tie)."""
         n, k = view.n, len(self.metrics)
         r = np.full((n, k), np.nan)
         obs = np.full((n, k), np.nan)
@@ -129,8 +158,7 @@ class RuleDetector:
     def score(self, view: DetectorView) -> DetectorOutput:
         r, obs, exp = self._ratios(view)
         ms = rule_score(r)
-        none = np.all(np.isnan(ms), axis=1)
-        scores = np.where(none, np.nan, np.nanmax(np.where(np.isnan(ms), -1.0, ms), axis=1))
+        scores = np.fmax.reduce(ms, axis=1) if ms.shape[1] else np.full(view.n, np.nan)
         return DetectorOutput(scores=scores, metrics=self.metrics, metric_scores=ms, observed=obs, expected=exp)
 
     def fit(self, views: Iterable[DetectorView]) -> RuleDetector:

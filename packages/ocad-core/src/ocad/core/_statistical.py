@@ -17,6 +17,7 @@ detectors) and are calibrated on normal data through :class:`CalibratedDetector`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,7 +25,7 @@ import attrs
 import numpy as np
 
 from ._calibration import Calibration
-from ._detector_base import CalibratedDetector, RawScores, gaussian_tail_calibration
+from ._detector_base import CalibratedDetector, RawScores, feature_matrix, gaussian_tail_calibration
 from ._metrics import MetricKind, MetricRegistry
 from ._view import DetectorView
 
@@ -34,6 +35,12 @@ __all__ = ["ConcurrencyDetector", "ContinuityDetector", "SpikeDetector"]
 _FALLBACK_RATE = Calibration(probs=(0.0, 0.5, 0.99, 0.999), quantiles=(0.0, 0.0, 0.05, 0.1), tail_scale=0.05)
 _FALLBACK_COUNT = Calibration(probs=(0.0, 0.5, 0.99, 0.999), quantiles=(0.0, 0.0, 1.0, 2.0), tail_scale=1.0)
 _FALLBACK_CONCURRENCY = Calibration(probs=(0.0, 0.9, 0.999), quantiles=(0.0, 0.0, 1.0), tail_scale=0.5)
+
+
+@functools.lru_cache(maxsize=64)
+def _names(metrics: tuple[str, ...], features: tuple[str, ...]) -> tuple[str, ...]:
+    """``metric:feature`` names, feature-major: all metrics' first feature, then the second, ..."""
+    return tuple(f"{m}:{f}" for f in features for m in metrics)
 
 
 def _params(det: CalibratedDetector, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,21 +63,14 @@ class SpikeDetector(CalibratedDetector):
         return cls(metrics=tuple(gauges), directions=gauges, **kw)
 
     def _z(self, view: DetectorView, floors: Mapping[str, float]) -> RawScores:
-        f = view.features
-        n, k = view.n, len(self.metrics)
-        raw = np.full((n, k), np.nan)
-        obs = np.full((n, k), np.nan)
-        exp = np.full((n, k), np.nan)
-        for j, m in enumerate(self.metrics):
-            if f"{m}:last" not in f:
-                continue
-            last, med = f[f"{m}:last"], f[f"{m}:median"]
-            scale = np.maximum(f[f"{m}:scale"], floors.get(m, 0.0))
-            z_adj = (last - med) / scale
-            raw[:, j] = self.directions.get(m, 1.0) * z_adj
-            obs[:, j] = last
-            exp[:, j] = med
-        return RawScores(self.metrics, raw, obs, exp)
+        ms = self.metrics
+        cols = feature_matrix(view.features, _names(ms, ("last", "median", "scale")))
+        k = len(ms)
+        last, med = cols[:, :k], cols[:, k:2 * k]
+        scale = np.maximum(cols[:, 2 * k:], np.array([floors.get(m, 0.0) for m in ms]))
+        direction = np.array([self.directions.get(m, 1.0) for m in ms])
+        raw = direction * ((last - med) / scale)
+        return RawScores(self.metrics, raw, last, med)
 
     def raw(self, view: DetectorView) -> RawScores:
         return self._z(view, self.scale_floor_)
@@ -117,17 +117,9 @@ class ContinuityDetector(CalibratedDetector):
         return cls(metrics=tuple(kinds), kinds=kinds, **kw)
 
     def raw(self, view: DetectorView) -> RawScores:
-        f = view.features
-        n, k = view.n, len(self.metrics)
-        raw = np.full((n, k), np.nan)
-        obs = np.full((n, k), np.nan)
-        exp = np.zeros((n, k))
-        for j, m in enumerate(self.metrics):
-            key = f"{m}:fail_rate" if self.kinds[m] is MetricKind.BOOLEAN else f"{m}:sum"
-            if key in f:
-                raw[:, j] = f[key]
-                obs[:, j] = f[key]
-        return RawScores(self.metrics, raw, obs, exp)
+        keys = tuple(f"{m}:fail_rate" if self.kinds[m] is MetricKind.BOOLEAN else f"{m}:sum" for m in self.metrics)
+        raw = feature_matrix(view.features, keys)
+        return RawScores(self.metrics, raw, raw.copy(), np.zeros(raw.shape))
 
     def fallback(self, metric: str) -> Calibration:
         # Without normal data: a failure rate of 10% / 3 misses in the window is already rare.

@@ -48,6 +48,8 @@ __all__ = ["Batch", "ValidationStats", "Validator"]
 
 _FAST_NUM = frozenset({float, int, type(None), np.float64, np.float32, np.int64, np.int32})
 _FAST_BOOL = _FAST_NUM | {bool, np.bool_}
+# From this many ids on, comparing with the last validated id column beats checking each id.
+_IDS_CACHE_MIN = 64
 
 
 @attrs.define
@@ -95,6 +97,8 @@ class Batch:
     endpoint_id: np.ndarray  # (R,) object
     ts: np.ndarray  # (R,) float64
     values: np.ndarray  # (R, M) float64
+    #: The endpoint ids are known to be pairwise distinct (one tick); False: not known.
+    unique_ids: bool = attrs.field(default=False, kw_only=True, repr=False)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -128,6 +132,14 @@ def _ts_value(v: Any, index: int | None) -> float:
     return f
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Element-wise equal (an id whose == misbehaves counts as different)."""
+    try:
+        return bool(np.array_equal(a, b))
+    except (TypeError, ValueError):
+        return False
+
+
 def _check_endpoint(v: Any, index: int | None) -> str:
     if not isinstance(v, str) or not v:
         raise OcadValidationError("endpoint_id", v, "must be a non-empty string", index=index)
@@ -142,6 +154,14 @@ class Validator:
         self.specs: tuple[MetricSpec, ...] = tuple(metrics)
         self.names: tuple[str, ...] = metrics.names()
         self._index = {n: i for i, n in enumerate(self.names)}
+        # Per metric, for checking all numeric columns at once (see _check_block).
+        self._low = np.array([sp.low for sp in self.specs])
+        self._high = np.array([sp.high for sp in self.specs])
+        self._is_bool = np.array([sp.kind is MetricKind.BOOLEAN for sp in self.specs])
+        self._is_count = np.array([sp.kind is MetricKind.COUNT for sp in self.specs])
+        # The last endpoint-id column that passed the checks, and whether its ids are distinct:
+        # a fleet sends the same ids tick after tick.
+        self._ids_cache: tuple[np.ndarray, bool] | None = None
 
     # -- entry points -----------------------------------------------------
     def from_records(self, records: Iterable[Mapping[str, Any]], stats: ValidationStats) -> Batch:
@@ -178,9 +198,7 @@ class Validator:
         """Columnar input: the fast path for large fleets. Arrays of equal length R."""
         ep = np.asarray(endpoint_id, dtype=object).ravel()
         r = ep.shape[0]
-        for i, e in enumerate(ep):
-            if not isinstance(e, str) or not e:
-                _check_endpoint(e, i)
+        unique = self._check_ids(ep)
         ts_arr = self._ts_column(ts, r)
         # Every column is checked before anything is counted: a refused batch leaves stats as they were.
         cols: dict[int, np.ndarray] = {}
@@ -199,13 +217,69 @@ class Validator:
             if key not in self._index:
                 stats.unknown_metrics[key if isinstance(key, str) else repr(key)] += r
         out = np.full((r, len(self.names)), np.nan)
+        numeric = [j for j, arr in cols.items() if arr.dtype.kind in "iuf"]
+        if numeric:
+            # Plain number columns (the usual case): one range check for all of them.
+            js = np.array(numeric, dtype=np.intp)
+            block = np.empty((r, js.size))
+            for c, j in enumerate(numeric):
+                block[:, c] = cols[j]
+            out[:, js] = self._check_block(js, block, stats)
         for j, arr in cols.items():
-            out[:, j] = self._coerce(self.specs[j], arr, stats)
+            if arr.dtype.kind not in "iuf":
+                out[:, j] = self._coerce(self.specs[j], arr, stats)
         missing_cols = [n for n in self.names if n not in values]
         if missing_cols:
             # A metric absent from the columns is "not reported" this tick: missing, not zero.
             stats.values_missing += r * len(missing_cols)
-        return self._finish(ep, ts_arr, out, stats)
+        return self._finish(ep, ts_arr, out, stats, unique=unique)
+
+    def _check_ids(self, ep: np.ndarray) -> bool:
+        """Refuse a bad endpoint id; returns whether the ids are pairwise distinct."""
+        r = ep.shape[0]
+        c = self._ids_cache
+        if r >= _IDS_CACHE_MIN and c is not None and c[0].shape == ep.shape and _same(c[0], ep):
+            return c[1]
+        for i, e in enumerate(ep):
+            if not isinstance(e, str) or not e:
+                _check_endpoint(e, i)
+        unique = r <= 1 or len(set(ep.tolist())) == r
+        if r >= _IDS_CACHE_MIN:
+            self._ids_cache = (ep.copy(), unique)
+        return unique
+
+    def _check_block(self, js: np.ndarray, x: np.ndarray, stats: ValidationStats) -> np.ndarray:
+        """:meth:`_check_range` for numeric columns ``x`` (R, K) of the metrics ``js``, at once."""
+        low, high = self._low[js], self._high[js]
+        is_bool, is_count = self._is_bool[js], self._is_count[js]
+        nan = np.isnan(x)
+        finite = np.isfinite(x)
+        with np.errstate(invalid="ignore"):
+            oor = finite & ((x < low) | (x > high))
+            if is_bool.any():
+                oor |= finite & is_bool & (x != 0.0) & (x != 1.0)
+            non_int = finite & ~oor & is_count & (x != np.round(x)) if is_count.any() else None
+        ok = finite & ~oor
+        if non_int is not None:
+            ok &= ~non_int
+        n_nan = int(nan.sum())
+        n_ok = int(ok.sum())
+        n_bad = x.size - n_nan - n_ok
+        if n_bad:
+            n_inf = (~finite & ~nan).sum(axis=0).tolist()
+            n_oor = oor.sum(axis=0).tolist()
+            n_int = non_int.sum(axis=0).tolist() if non_int is not None else [0] * js.size
+            for c, j in enumerate(js.tolist()):
+                name = self.specs[j].name
+                if n_inf[c]:
+                    stats.rejected[(name, "non_finite")] += n_inf[c]
+                if n_oor[c]:
+                    stats.rejected[(name, "out_of_range")] += n_oor[c]
+                if n_int[c]:
+                    stats.rejected[(name, "not_integer")] += n_int[c]
+        stats.values_missing += n_nan
+        stats.values_accepted += n_ok
+        return x if n_ok == x.size else np.where(ok, x, np.nan)
 
     def _ts_column(self, ts: Any, r: int) -> np.ndarray:
         try:
@@ -308,10 +382,11 @@ class Validator:
         stats.values_accepted += int(ok.sum())
         return np.where(ok, x, np.nan)
 
-    def _finish(self, ep: np.ndarray, ts: np.ndarray, values: np.ndarray, stats: ValidationStats) -> Batch:
+    def _finish(self, ep: np.ndarray, ts: np.ndarray, values: np.ndarray, stats: ValidationStats, *,
+                unique: bool = False) -> Batch:
         stats.records += int(ep.shape[0])
-        batch = Batch(ep, ts, values)
-        if ep.shape[0] > 1:
+        batch = Batch(ep, ts, values, unique_ids=unique)
+        if ep.shape[0] > 1 and not unique:
             # Duplicate (endpoint, ts) pairs inside one batch: keep the first.
             order = np.lexsort((np.arange(ep.shape[0]), ts, ep.astype(str)))
             e_s, t_s = ep[order], ts[order]

@@ -130,11 +130,11 @@ class DetectorOutput:
         s = np.asarray(self.scores, dtype=np.float64)
         if s.shape != (n,):
             raise ValueError(f"{name}: scores have shape {s.shape}, expected ({n},)")
-        finite = s[~np.isnan(s)]
-        if finite.size and (finite.min() < 0.0 or finite.max() > 1.0):
-            raise ValueError(
-                f"{name}: scores outside [0, 1] (min {finite.min():.4g}, max {finite.max():.4g})"
-            )
+        if s.size:
+            # fmin / fmax skip NaN ("cannot judge"); an all-NaN array gives NaN, which passes.
+            lo, hi = np.fmin.reduce(s), np.fmax.reduce(s)
+            if lo < 0.0 or hi > 1.0:
+                raise ValueError(f"{name}: scores outside [0, 1] (min {lo:.4g}, max {hi:.4g})")
         k = len(self.metrics)
         ms = ob = ex = None
         if self.metric_scores is not None:
