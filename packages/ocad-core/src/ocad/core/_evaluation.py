@@ -224,10 +224,16 @@ def alert_open_mask(alerts: Sequence[Alert], endpoint_ids: Any, ts: Any) -> np.n
     the alert is open on the sample that opened it and closed on the one that resolved it.
     """
     t = np.asarray(ts, dtype=np.float64)
-    mask = np.zeros(t.shape[0], dtype=bool)
     if not len(alerts) or t.size == 0:
-        return mask
-    ids, order, bounds = _group_by_endpoint(endpoint_ids, t)
+        return np.zeros(t.shape[0], dtype=bool)
+    return _open_mask(alerts, t, _group_by_endpoint(endpoint_ids, t))
+
+
+def _open_mask(alerts: Sequence[Alert], t: np.ndarray, groups: tuple[list[str], np.ndarray, np.ndarray]
+               ) -> np.ndarray:
+    """:func:`alert_open_mask` with the samples already grouped (``_group_by_endpoint``), for loops."""
+    mask = np.zeros(t.shape[0], dtype=bool)
+    ids, order, bounds = groups
     where = {e: k for k, e in enumerate(ids)}
     for a in alerts:
         k = where.get(a.endpoint_id)

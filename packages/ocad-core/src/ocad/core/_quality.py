@@ -53,6 +53,7 @@ from ._errors import OcadConfigError, OcadValidationError
 from ._evaluation import (
     LabelledEvent,
     _group_by_endpoint,
+    _open_mask,
     alert_open_mask,
     alerts_from_events,
     event_f1,
@@ -1062,6 +1063,7 @@ class TuneResult:
     after: dict[str, Any]
     max_false_alerts_per_endpoint_day: float
     evaluations: int
+    max_false_alarm_rate: float = 0.05
 
     def config_mapping(self, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``base`` (a config mapping, e.g. the TOML the tuning started from) with the tuned values."""
@@ -1078,13 +1080,12 @@ class TuneResult:
         head = [
             f"# Written by `ocad tune-weights` on suite {self.suite!r}, tuning seeds {list(self.seeds)} only.",
             f"# Objective: event F1, subject to <= {self.max_false_alerts_per_endpoint_day:g} false alerts per "
-            f"endpoint-day ({self.evaluations} candidates).",
-            f"# before: event F1 {_f(b['event_f1'])}, precision {_f(b['event_precision'])}, recall "
-            f"{_f(b['event_recall'])}, false alerts/endpoint-day {_f(b['false_alerts_per_endpoint_day'])}, "
-            f"lead p50 {_f(b['lead_time_p50_s'], 0)} s",
-            f"# after:  event F1 {_f(a['event_f1'])}, precision {_f(a['event_precision'])}, recall "
-            f"{_f(a['event_recall'])}, false alerts/endpoint-day {_f(a['false_alerts_per_endpoint_day'])}, "
-            f"lead p50 {_f(a['lead_time_p50_s'], 0)} s",
+            f"endpoint-day and a point false-alarm rate <= {self.max_false_alarm_rate:g} "
+            f"({self.evaluations} candidates).",
+            *(f"# {label:<7} event F1 {_f(m['event_f1'])}, precision {_f(m['event_precision'])}, recall "
+              f"{_f(m['event_recall'])}, false alerts/endpoint-day {_f(m['false_alerts_per_endpoint_day'])}, "
+              f"false-alarm rate {_f(m.get('false_alarm_rate'), 4)}, lead p50 {_f(m['lead_time_p50_s'], 0)} s"
+              for label, m in (("before:", b), ("after:", a))),
             "# Load with Monitor(\"<this file>\") or `ocad evaluate --config <this file>`.",
             "",
         ]
@@ -1146,15 +1147,18 @@ def _toml_dumps(d: Mapping[str, Any]) -> str:
 
 def tune_weights(suite: Suite | str | os.PathLike[str] = "default", *, factory: MonitorFactory | None = None,
                  seeds: Sequence[int] | None = None, max_false_alerts_per_endpoint_day: float = 1.0,
-                 rounds: int = 2, weight_grid: Sequence[float] = WEIGHT_GRID,
+                 max_false_alarm_rate: float = 0.05, rounds: int = 2, weight_grid: Sequence[float] = WEIGHT_GRID,
                  alert_grid: Mapping[str, Sequence[float]] | None = None, grace_s: float = 120.0,
                  progress: bool = False) -> TuneResult:
     """Coordinate search over detector weights and alert thresholds on the suite's *tuning* seeds.
 
     Each tuning fleet is scored once; every candidate replays the cached detector scores
     (:func:`replay_alerts`). The objective is event F1 among candidates with at most
-    ``max_false_alerts_per_endpoint_day``; ties go to the longer drift lead time, then to
-    fewer false alerts. ``min_kinds`` is not tuned: one detector alone never opens an alert.
+    ``max_false_alerts_per_endpoint_day`` and a point false-alarm rate (share of normal
+    samples under an open alert) of at most ``max_false_alarm_rate``; ties go to the longer
+    drift lead time, then to fewer false alerts. Without the second bound, alerts that never
+    resolve would win: one endless alert "detects" every later fault of its endpoint and is
+    never false. ``min_kinds`` is not tuned: one detector alone never opens an alert.
 
     Raises :class:`OcadConfigError` when ``seeds`` holds a test seed of the suite.
     """
@@ -1177,6 +1181,8 @@ def tune_weights(suite: Suite | str | os.PathLike[str] = "default", *, factory: 
     names = tuple(mon.composite.names)
     _same_detectors(results)
     base_alerts = mon.config.alerts
+    groups = [_group_by_endpoint(r.cache.endpoint_id, r.cache.ts) for r in results]
+    negatives = sum(int((~r.actual).sum()) for r in results)
     state: dict[str, Any] = {**{f"w:{n}": float(w) for n, w in zip(names, mon.composite.weights)},
                              **{k: getattr(base_alerts, k) for k in grid}}
     seen: dict[tuple[Any, ...], tuple[tuple[Any, ...], dict[str, Any]]] = {}
@@ -1193,10 +1199,13 @@ def tune_weights(suite: Suite | str | os.PathLike[str] = "default", *, factory: 
         cfg = attrs.evolve(base_alerts, **{k: st[k] for k in grid})
         per_run = [replay_alerts(r.cache, weights=w, alerts=cfg) for r in results]
         ev = _summary([r.part(alerts=a) for r, a in zip(results, per_run)], grace_s=grace_s, point=False)["event"]
+        fp = sum(int((_open_mask(a, r.cache.ts, g) & ~r.actual).sum()) for r, a, g in zip(results, per_run, groups))
+        ev["false_alarm_rate"] = far = fp / negatives if negatives else 0.0
         fapd = ev["false_alerts_per_endpoint_day"]
         f1 = ev["event_f1"] if math.isfinite(ev["event_f1"]) else 0.0
         lead = ev["lead_time_p50_s"] if ev["lead_time_p50_s"] is not None else -math.inf
-        res = ((bool(fapd <= max_false_alerts_per_endpoint_day), round(f1, 4), lead, -fapd), ev)
+        ok = fapd <= max_false_alerts_per_endpoint_day and far <= max_false_alarm_rate
+        res = ((bool(ok), round(f1, 4), lead, -fapd), ev)
         seen[key] = res
         return res
 
@@ -1219,13 +1228,14 @@ def tune_weights(suite: Suite | str | os.PathLike[str] = "default", *, factory: 
         if not changed:
             break
     _, after = evaluate_state(state)
-    keep = ("event_precision", "event_recall", "event_f1", "false_alerts_per_endpoint_day", "lead_time_p50_s",
-            "mttd_s", "events", "alerts", "false_alerts")
+    keep = ("event_precision", "event_recall", "event_f1", "false_alerts_per_endpoint_day", "false_alarm_rate",
+            "lead_time_p50_s", "mttd_s", "events", "alerts", "false_alerts")
     return TuneResult(
         suite=suite.name, seeds=seeds, weights={n: float(state[f"w:{n}"]) for n in names},
         alerts={k: (int(state[k]) if k == "confirm_samples" else float(state[k])) for k in grid},
         before=_json_ready({k: before.get(k) for k in keep}), after=_json_ready({k: after.get(k) for k in keep}),
-        max_false_alerts_per_endpoint_day=float(max_false_alerts_per_endpoint_day), evaluations=len(seen))
+        max_false_alerts_per_endpoint_day=float(max_false_alerts_per_endpoint_day),
+        max_false_alarm_rate=float(max_false_alarm_rate), evaluations=len(seen))
 
 
 # -- text output ---------------------------------------------------------------------------
