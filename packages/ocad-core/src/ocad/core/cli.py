@@ -252,7 +252,7 @@ def cmd_tune_weights(args: argparse.Namespace) -> int:
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
     res = tune_weights(args.suite, factory=_quality_factory(args), seeds=seeds, rounds=args.rounds,
                        max_false_alerts_per_endpoint_day=args.max_false_alerts_per_endpoint_day,
-                       progress=not args.quiet)
+                       max_false_alarm_rate=args.max_false_alarm_rate, progress=not args.quiet)
     base = tomllib.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else None
     out = res.write(args.out, base)
     print(f"tuned on suite {res.suite!r}, tuning seeds {list(res.seeds)} ({res.evaluations} candidates)")
@@ -261,7 +261,7 @@ def cmd_tune_weights(args: argparse.Namespace) -> int:
     for label, m in (("before", res.before), ("after", res.after)):
         print(f"{label:<7} event F1 {_num(m['event_f1'])}  precision {_num(m['event_precision'])}  "
               f"recall {_num(m['event_recall'])}  false alerts/endpoint-day {_num(m['false_alerts_per_endpoint_day'])}"
-              f"  lead p50 {_num(m['lead_time_p50_s'])} s")
+              f"  false-alarm rate {_num(m['false_alarm_rate'])}  lead p50 {_num(m['lead_time_p50_s'])} s")
     print(f"config written to {out} (use: ocad evaluate --config {out})")
     return 0
 
@@ -350,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="ocad-tuned.toml", help="config TOML to write (default ocad-tuned.toml)")
     p.add_argument("--max-false-alerts-per-endpoint-day", type=float, default=1.0,
                    help="constraint of the search (default 1.0)")
+    p.add_argument("--max-false-alarm-rate", type=float, default=0.05,
+                   help="constraint: share of normal samples under an open alert (default 0.05)")
     p.add_argument("--rounds", type=int, default=2, help="coordinate-search rounds (default 2)")
     p.set_defaults(func=cmd_tune_weights)
 
