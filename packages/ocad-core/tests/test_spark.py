@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,15 @@ def test_monitor_spec_key_and_model_digest(tmp_path):
     assert s1.model_digest != s2.model_digest and s1.key != s2.key
     with pytest.raises(OcadConfigError, match="not a directory"):
         MonitorSpec.create(CFG, model_dir=tmp_path / "nope")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 200])
+def test_partition_keys_give_each_bucket_its_own_partition(n):
+    from ocad.core.spark import _murmur3_long, _partition_keys
+
+    keys = _partition_keys(n)
+    assert len(set(keys)) == n
+    assert [_murmur3_long(k) % n for k in keys] == list(range(n))
 
 
 def test_executor_cache_builds_once_per_process():
@@ -137,7 +147,7 @@ def test_batch_wide_equals_single_process(spark, fleet, reference_full):
 
     ref_scores, ref_events, _ = reference_full
     df = spark.createDataFrame(fleet.to_frame())  # fault_type is not a metric: ignored
-    res = ocad_spark.score(df, FULL_CFG, buckets=2)
+    res = ocad_spark.score(df, FULL_CFG)  # buckets=None: one per core here (2)
     try:
         events = [r.asDict() for r in res.events.collect()]
         scores = res.scores.toPandas()
@@ -168,25 +178,26 @@ def test_batch_long_format_one_group_per_endpoint(spark, fleet, reference):
     long["ts"] = pd.to_datetime(long["ts"], unit="s", utc=True)
     df = spark.createDataFrame(long)
     assert dict(df.dtypes)["ts"] == "timestamp"
-    res = ocad_spark.score(df, CFG, autoload_plugins=False, buckets=None, scores=False)
+    res = ocad_spark.score(df, CFG, autoload_plugins=False, buckets="endpoint", scores=False)
     events = [r.asDict() for r in res.events.collect()]
     assert sorted(map(_key, events)) == sorted(map(_key, ref_events))
 
-    # Ask the Python workers (same pool as the scoring UDFs) what their cache holds.
+    # Ask every Python worker (the pool the scoring UDFs ran in) what its cache holds: 8 tasks
+    # that each wait a moment, so both concurrent workers of local[2] answer.
     key = ocad_spark.MonitorSpec.create(CFG, autoload_plugins=False).key
 
     def probe(pdf):
+        time.sleep(0.3)
         info = ocad_spark.cache_info()
         return pd.DataFrame({"pid": [info["pid"]], "builds": [info["builds_by_spec"].get(key, 0)],
-                             "groups": [info["groups"]]})
+                             "groups": [info["groups_by_spec"].get(key, 0)]})
 
-    ids = spark.createDataFrame(pd.DataFrame({"g": np.arange(8)}))
+    ids = spark.createDataFrame(pd.DataFrame({"g": np.arange(8)})).repartition(8, "g")
     info = ids.groupBy("g").applyInPandas(probe, "pid long, builds long, groups long").toPandas()
     per_pid = info.groupby("pid").agg({"builds": "max", "groups": "max"})
-    assert (per_pid["builds"] <= 1).all(), per_pid
-    # The six endpoint groups were scored by processes that each built this Monitor once.
-    assert per_pid["builds"].sum() >= 1 and per_pid["groups"].sum() >= 6, per_pid
-    assert per_pid["builds"].sum() < 6, per_pid
+    # Six endpoint groups, scored by processes that built this Monitor once each.
+    assert per_pid["groups"].sum() == 6, per_pid
+    assert (per_pid["builds"] <= 1).all() and per_pid["builds"].sum() < 6, per_pid
 
 
 def test_streaming_micro_batches_equal_single_process(spark, fleet, reference, tmp_path):
@@ -251,12 +262,30 @@ def test_model_dir_reaches_executors_through_sparkfiles(spark, tmp_path):
     assert all(r.path != str(mdir.resolve()) and r.path.endswith("models-v7") for r in rows)
 
 
+def test_batch_buckets_are_one_task_each(spark, fleet):
+    from pyspark.sql import functions as F
+
+    from ocad.core import spark as ocad_spark
+
+    keys = ocad_spark._partition_keys(5)
+    assert [r.h for r in spark.createDataFrame([(k,) for k in keys], "k long")
+            .select(F.pmod(F.hash("k"), F.lit(5)).alias("h")).collect()] == list(range(5))  # Spark agrees
+    mon = Monitor(CFG, registry=PluginRegistry(autoload=False))
+    df = spark.createDataFrame(generate_fleet(n_endpoints=40, duration_s=60, seed=2).to_frame())
+    data, col = ocad_spark._group_batch(ocad_spark._prepare(df, mon), 5)
+    placed = (data.select(F.spark_partition_id().alias("p"), col, "endpoint_id").distinct().toPandas())
+    assert data.rdd.getNumPartitions() == 5
+    assert placed.groupby("p")[col].nunique().eq(1).all()  # never two buckets in one partition
+    assert placed[col].nunique() == 5 and placed.groupby("endpoint_id")["p"].nunique().eq(1).all()
+
+
 def test_bad_input_is_named(spark, fleet):
     from ocad.core import spark as ocad_spark
 
     df = spark.createDataFrame(fleet.slice_time(0, 2).to_frame())
-    with pytest.raises(OcadConfigError, match="buckets"):
-        ocad_spark.score(df, CFG, autoload_plugins=False, buckets=0)
+    for bad in (0, "bucket", 2.5, True):
+        with pytest.raises(OcadConfigError, match="buckets"):
+            ocad_spark.score(df, CFG, autoload_plugins=False, buckets=bad)
     with pytest.raises(OcadConfigError, match="no 'ts' column"):
         ocad_spark.score(df.drop("ts"), CFG, autoload_plugins=False)
     with pytest.raises(OcadConfigError, match="none of the Monitor's metrics"):

@@ -15,14 +15,18 @@ same configuration and artifacts, as a single process would::
 How the work is split
 ---------------------
 Rows are grouped by endpoint, so every endpoint's samples meet in one group:
-``buckets=n`` (default :data:`DEFAULT_BUCKETS`) hashes endpoints into ``n`` groups
-(``pmod(xxhash64(endpoint_id), n)``), ``buckets=None`` makes one group per endpoint.
-A group runs ``applyInPandas`` (batch) or ``applyInPandasWithState`` (streaming): its
-samples are sorted by time and fed to a Monitor that holds only that group's
-endpoints. The Monitor works tick by tick across the endpoints it holds, and a tick
-costs about the same for one endpoint as for a hundred, so larger groups are much
-faster (see ``docs/performance.md``); one group must fit in an executor's memory
-(batch: all of its samples; streaming: one micro-batch of them plus its state).
+``buckets=n`` hashes endpoints into ``n`` groups (``pmod(xxhash64(endpoint_id), n)``),
+``buckets="endpoint"`` makes one group per endpoint, ``buckets=None`` picks ``n``
+(batch: one group per executor core, more for large inputs; streaming:
+:data:`STREAM_BUCKETS`). A group runs ``applyInPandas`` (batch) or
+``applyInPandasWithState`` (streaming): its samples are sorted by time and fed to
+a Monitor that holds only that group's endpoints. The Monitor works tick by tick
+across the endpoints it holds, and a tick costs nearly as much for one endpoint
+as for dozens, so a few large groups are much faster than many small ones (see
+``docs/performance.md``); a group must fit in an executor's memory (batch: all
+of its samples, one pandas frame; streaming: one micro-batch of them plus its
+state). In batch, bucket ``b`` gets partition ``b`` of its own (Spark's hash
+partitioning would put some buckets together: see ``_partition_keys``).
 
 Why the results equal a single-process Monitor's
 ------------------------------------------------
@@ -34,8 +38,8 @@ WindowStore: idle eviction (an endpoint silent for ``idle_timeout_s`` of *sample
 time*, measured against the newest sample the store has seen) uses the newest
 sample of the group, not of the fleet, and LRU eviction beyond ``capacity`` counts
 the group's endpoints. Neither happens while every endpoint keeps reporting and a
-group holds fewer than ``capacity`` endpoints. With ``buckets=None`` an endpoint's
-group is itself, so it is never evicted as idle: its state stays in the state store
+group holds fewer than ``capacity`` endpoints. With ``buckets="endpoint"`` an
+endpoint's group is itself, so it is never evicted as idle: its state stays in the state store
 until it reports again. Duplicate ``(endpoint, ts)`` rows keep an arbitrary one (Spark
 gives no row order inside a group). Shadow runners are not run on Spark.
 
@@ -68,6 +72,7 @@ one is refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -80,13 +85,15 @@ import numpy as np
 
 from ._errors import OcadConfigError, require
 
-__all__ = ["DEFAULT_BUCKETS", "MonitorSpec", "SparkScores", "cache_info", "score", "split", "stream"]
+__all__ = ["MAX_ROWS_PER_BUCKET", "STREAM_BUCKETS", "MonitorSpec", "SparkScores", "cache_info", "score", "split",
+           "stream"]
 
-DEFAULT_BUCKETS = 16
-"""Default number of endpoint groups: a few per executor core of a small cluster.
+MAX_ROWS_PER_BUCKET = 2_000_000
+"""Batch, ``buckets=None``: at least one bucket per this many input rows (a group is one pandas frame)."""
 
-Stable on purpose (not derived from the cluster): a streaming query's state is keyed
-by bucket, so the number must not change between restarts of one checkpoint."""
+STREAM_BUCKETS = 32
+"""Streaming, ``buckets=None``: a constant, not derived from the cluster, because the state is
+keyed by bucket and the number must not change between restarts of one checkpoint."""
 
 BUCKET_COLUMN = "ocad_bucket"
 # Field names stay lower-case: PySpark 4.2/4.3 lower-case the state schema (see module docstring).
@@ -100,6 +107,7 @@ _CACHE_LIMIT = 4
 _MONITORS: dict[str, Any] = {}
 _COUNTERS = {"builds": 0, "groups": 0}
 _BUILDS_BY_SPEC: dict[str, int] = {}
+_GROUPS_BY_SPEC: dict[str, int] = {}
 _SHIPPED: set[tuple[int, str]] = set()
 
 
@@ -184,17 +192,19 @@ def _executor_monitor(spec: MonitorSpec) -> Any:
         _COUNTERS["builds"] += 1
         _BUILDS_BY_SPEC[spec.key] = _BUILDS_BY_SPEC.get(spec.key, 0) + 1
     _COUNTERS["groups"] += 1
+    _GROUPS_BY_SPEC[spec.key] = _GROUPS_BY_SPEC.get(spec.key, 0) + 1
     return reset_state(mon)
 
 
 def cache_info() -> dict[str, Any]:
     """This process's Monitor cache: ``pid``, ``monitors`` held, ``builds`` and ``groups`` so far,
-    ``builds_by_spec`` (:attr:`MonitorSpec.key` → builds).
+    and both per :attr:`MonitorSpec.key` (``builds_by_spec``, ``groups_by_spec``).
 
     Run it on executors (e.g. inside ``applyInPandas``) to check that each Python
     worker built its Monitor (and onnxruntime sessions) once per spec.
     """
-    return {"pid": os.getpid(), "monitors": len(_MONITORS), **_COUNTERS, "builds_by_spec": dict(_BUILDS_BY_SPEC)}
+    return {"pid": os.getpid(), "monitors": len(_MONITORS), **_COUNTERS,
+            "builds_by_spec": dict(_BUILDS_BY_SPEC), "groups_by_spec": dict(_GROUPS_BY_SPEC)}
 
 
 def _ship_models(spark: Any, spec: MonitorSpec) -> None:
@@ -208,8 +218,8 @@ def _ship_models(spark: Any, spec: MonitorSpec) -> None:
 
 
 # -- input and output frames ------------------------------------------------------
-def _prepare(df: Any, monitor: Any, buckets: int | None) -> tuple[Any, str]:
-    """Select and type the columns the Monitor reads; add the bucket column. Returns (df, group column)."""
+def _prepare(df: Any, monitor: Any) -> Any:
+    """Select and type the columns the Monitor reads (wide or long), ``ts`` as epoch seconds."""
     _pyspark("ocad.core.spark")
     from pyspark.sql import functions as F
     from pyspark.sql.types import TimestampNTZType, TimestampType
@@ -234,12 +244,91 @@ def _prepare(df: Any, monitor: Any, buckets: int | None) -> tuple[Any, str]:
             raise OcadConfigError(f"the DataFrame has none of the Monitor's metrics {list(monitor.metrics.names())} "
                                   f"as columns, and no 'metric'/'value' columns for long format (columns: {cols})")
         sel += [F.col(m).cast("double").alias(m) for m in metrics]
-    out = df.select(*sel)
-    if buckets is None:
-        return out, "endpoint_id"
+    return df.select(*sel)
+
+
+def _check_buckets(buckets: Any) -> None:
+    if buckets == "endpoint" or buckets is None:
+        return
     if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
-        raise OcadConfigError(f"buckets = {buckets!r}: must be an integer >= 1, or None for one group per endpoint")
-    return out.withColumn(BUCKET_COLUMN, F.pmod(F.xxhash64("endpoint_id"), F.lit(buckets))), BUCKET_COLUMN
+        raise OcadConfigError(f"buckets = {buckets!r}: must be an integer >= 1, \"endpoint\" (one group per "
+                              "endpoint) or None (automatic)")
+
+
+def _bucket(n: int) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.pmod(F.xxhash64("endpoint_id"), F.lit(n))
+
+
+def _group_batch(data: Any, buckets: int | str | None) -> tuple[Any, str]:
+    """Add the group column and place each group in its own partition; returns (data, column)."""
+    from pyspark.sql import functions as F
+
+    _check_buckets(buckets)
+    spark = data.sparkSession
+    if buckets == "endpoint":
+        # An explicit partition count: adaptive execution must not coalesce the (small) input into one task.
+        return data.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), "endpoint_id"), "endpoint_id"
+    if buckets is None:
+        buckets = max(int(spark.sparkContext.defaultParallelism), -(-data.count() // MAX_ROWS_PER_BUCKET))
+    keys = _partition_keys(int(buckets))
+    # bigint: the keys were chosen for the hash of a long (a small literal would be an int, hashed otherwise).
+    key = F.element_at(F.array(*[F.lit(k) for k in keys]), (_bucket(buckets) + 1).cast("int")).cast("long")
+    # repartition(n, key) puts bucket b alone in partition b (see _partition_keys); groupBy reuses it.
+    return data.withColumn(BUCKET_COLUMN, key).repartition(int(buckets), BUCKET_COLUMN), BUCKET_COLUMN
+
+
+def _group_stream(data: Any, buckets: int | str | None) -> tuple[Any, str, str]:
+    """Group column for streaming: the bucket number itself, stable whatever the partition count."""
+    _check_buckets(buckets)
+    if buckets == "endpoint":
+        return data, "endpoint_id", "endpoint"
+    n = STREAM_BUCKETS if buckets is None else int(buckets)
+    return data.withColumn(BUCKET_COLUMN, _bucket(n)), BUCKET_COLUMN, f"xxhash64 % {n}"
+
+
+def _murmur3_long(v: int, seed: int = 42) -> int:
+    """Spark's ``hash()`` of a bigint (Murmur3_x86_32.hashLong, seed 42): what HashPartitioning uses."""
+    def mix_k1(k: int) -> int:
+        k = (k * 0xCC9E2D51) & 0xFFFFFFFF
+        k = ((k << 15) | (k >> 17)) & 0xFFFFFFFF
+        return (k * 0x1B873593) & 0xFFFFFFFF
+
+    def mix_h1(h: int, k: int) -> int:
+        h ^= k
+        h = ((h << 13) | (h >> 19)) & 0xFFFFFFFF
+        return (h * 5 + 0xE6546B64) & 0xFFFFFFFF
+
+    v &= 0xFFFFFFFFFFFFFFFF
+    h = mix_h1(mix_h1(seed, mix_k1(v & 0xFFFFFFFF)), mix_k1(v >> 32))
+    h ^= 8
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+@functools.lru_cache(maxsize=64)
+def _partition_keys(n: int) -> tuple[int, ...]:
+    """Group keys k_0..k_{n-1} with ``pmod(hash(k_b), n) == b``.
+
+    Grouping by the bucket numbers 0..n-1 themselves lets Spark's hash partitioning put
+    several buckets in one partition and leave others empty (for n = 2 both land in
+    partition 1: one core does all the work). Keyed by k_b, ``repartition(n, key)``
+    gives every bucket a partition of its own, so n buckets are n equal tasks.
+    """
+    keys: list[int | None] = [None] * n
+    left, k = n, 0
+    while left:
+        b = _murmur3_long(k) % n
+        if keys[b] is None:
+            keys[b] = k
+            left -= 1
+        k += 1
+    return tuple(int(x) for x in keys if x is not None)
 
 
 def _output_schema(names: tuple[str, ...]) -> Any:
@@ -381,7 +470,7 @@ def _driver_monitor(spec: MonitorSpec) -> Any:
 
 
 def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | None = None,
-          buckets: int | None = DEFAULT_BUCKETS, scores: bool = True, events: bool = True,
+          buckets: int | str | None = None, scores: bool = True, events: bool = True,
           autoload_plugins: bool = True, strict: bool = False, persist: bool = True) -> SparkScores:
     """Score a Spark DataFrame of samples; returns scores and alert events as DataFrames.
 
@@ -395,7 +484,9 @@ def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | No
         The Monitor, as ``Monitor(config)`` or ``Monitor.from_model_dir(model_dir, config)``;
         ``autoload_plugins=False`` uses built-in detectors only.
     buckets:
-        Number of endpoint groups (hash of ``endpoint_id``); ``None``: one group per endpoint.
+        Number of endpoint groups (``pmod(xxhash64(endpoint_id), n)``), each one task; ``"endpoint"``:
+        one group per endpoint; ``None``: the executor cores (``defaultParallelism``), or more so that
+        no group exceeds :data:`MAX_ROWS_PER_BUCKET` input rows (counts the input once).
     scores, events:
         Which outputs to produce (scoring every sample is needed for events either way).
     persist:
@@ -413,7 +504,7 @@ def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | No
     mon = _driver_monitor(spec)
     names = tuple(mon.composite.names)
     _ship_models(spark, spec)
-    data, group = _prepare(df, mon, buckets)
+    data, group = _group_batch(_prepare(df, mon), buckets)
     want_scores, want_events = bool(scores), bool(events)
 
     # A plain closure, not functools.partial: PySpark inspects the function's type hints.
@@ -428,11 +519,13 @@ def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | No
 
 
 def stream(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | None = None,
-           buckets: int | None = DEFAULT_BUCKETS, scores: bool = False, autoload_plugins: bool = True,
+           buckets: int | str | None = None, scores: bool = False, autoload_plugins: bool = True,
            strict: bool = False) -> Any:
     """Stateful streaming scoring of a streaming DataFrame; returns a streaming DataFrame.
 
-    ``df`` is a streaming DataFrame of samples shaped as for :func:`score`. Each group's window
+    ``df`` is a streaming DataFrame of samples shaped as for :func:`score`; ``buckets``: as for
+    :func:`score`, ``None`` meaning :data:`STREAM_BUCKETS`; keep it for the life of a checkpoint.
+    Each group's window
     and alert state is kept across micro-batches with ``applyInPandasWithState`` (one JSON state
     row per group, no timeout). Returns the alert events (the columns of ``score(...).events``),
     or with ``scores=True`` the combined frame: split it with :func:`split` in
@@ -453,8 +546,7 @@ def stream(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | N
     mon = _driver_monitor(spec)
     names = tuple(mon.composite.names)
     _ship_models(spark, spec)
-    data, group = _prepare(df, mon, buckets)
-    grouping = "endpoint" if buckets is None else f"xxhash64 % {buckets}"
+    data, group, grouping = _group_stream(_prepare(df, mon), buckets)
     want_scores = bool(scores)
 
     def fn(key, pdfs, state):  # type: ignore[no-untyped-def]
