@@ -163,7 +163,10 @@ def write_artifact(dest: str | os.PathLike[str], manifest: Mapping[str, Any],
         os.chmod(tmp, 0o777 & ~current_umask())
         entries: dict[str, dict[str, Any]] = {}
         for role, (rel, content) in files.items():
-            target = _inside(tmp, rel)
+            try:
+                target = _inside(tmp, rel)
+            except ValueError as exc:
+                raise OcadArtifactError(str(dest), f"files.{role}: {exc}") from None
             target.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, (bytes, bytearray)):
                 target.write_bytes(content)

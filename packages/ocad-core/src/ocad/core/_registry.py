@@ -94,6 +94,7 @@ class PluginRegistry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
+        self._recent: list[PluginFailure] = []  # failures of the current detector-hook call, repeats included
         self._info: dict[str, PluginInfo] = {}
         from . import _builtins
 
@@ -132,8 +133,12 @@ class PluginRegistry:
 
     def _fail(self, plugin: str, stage: str, exc: BaseException) -> None:
         msg = f"{type(exc).__name__}: {exc}"
-        log.warning("ocad plugin %r failed at %s: %s", plugin, stage, msg)
-        self.failures.append(PluginFailure(plugin, stage, msg))
+        failure = PluginFailure(plugin, stage, msg)
+        self._recent.append(failure)
+        # Every Monitor built on a shared registry calls the hooks again: report a failure once.
+        if failure not in self.failures:
+            log.warning("ocad plugin %r failed at %s: %s", plugin, stage, msg)
+            self.failures.append(failure)
 
     # -- queries ----------------------------------------------------------
     def plugins(self) -> list[PluginInfo]:
@@ -149,6 +154,9 @@ class PluginRegistry:
         for impl in caller.get_hookimpls():
             try:
                 res = impl.function(*[kwargs[a] for a in impl.argnames])
+            except OcadConfigError:
+                # The user's configuration is wrong, not the plugin: refuse to start, naming the key.
+                raise
             except Exception as exc:  # noqa: BLE001
                 self._fail(impl.plugin_name, hook, exc)
                 continue
@@ -173,17 +181,17 @@ class PluginRegistry:
 
     def detectors(self, context: DetectorContext, *, strict: bool = False) -> list[Any]:
         """Detectors from every plugin's ``ocad_detectors`` hook, duplicates by name reported."""
-        n_fail = len(self.failures)
-        return self._collect(self.call_each("ocad_detectors", context=context), strict, n_fail)
+        self._recent = []
+        return self._collect(self.call_each("ocad_detectors", context=context), strict)
 
     def artifact_detectors(self, artifacts: Sequence[Any], context: DetectorContext,
                            *, strict: bool = False) -> list[Any]:
-        n_fail = len(self.failures)
+        self._recent = []
         return self._collect(
-            self.call_each("ocad_artifact_detectors", artifacts=artifacts, context=context), strict, n_fail)
+            self.call_each("ocad_artifact_detectors", artifacts=artifacts, context=context), strict)
 
-    def _collect(self, results: list[tuple[str, Any]], strict: bool, n_fail: int) -> list[Any]:
-        """``n_fail``: failures recorded before the hook call, so strict also sees the hook's own."""
+    def _collect(self, results: list[tuple[str, Any]], strict: bool) -> list[Any]:
+        """Validate the hooks' detectors; with ``strict``, any failure of this call (``_recent``) raises."""
         from ._protocols import Detector
 
         out: list[Any] = []
@@ -205,9 +213,8 @@ class PluginRegistry:
                     continue
                 seen.add(det.name)
                 out.append(det)
-        if strict and len(self.failures) > n_fail:
-            raise OcadPluginError("; ".join(f"{f.plugin} ({f.stage}): {f.error}"
-                                            for f in self.failures[n_fail:]))
+        if strict and self._recent:
+            raise OcadPluginError("; ".join(f"{f.plugin} ({f.stage}): {f.error}" for f in self._recent))
         return out
 
     def add_cli_commands(self, subparsers: Any) -> None:

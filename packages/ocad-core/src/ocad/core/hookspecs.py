@@ -88,7 +88,10 @@ def ocad_detectors(context: DetectorContext) -> Iterable[Detector]:
     plugin need not check.
 
     Raising here is reported as a plugin failure; the Monitor starts without
-    this plugin's detectors (or refuses to start with ``strict=True``).
+    this plugin's detectors (or refuses to start with ``strict=True``). The one
+    exception is :class:`ocad.core.OcadConfigError`: raise it for bad options in
+    ``context.options(name)`` and the Monitor refuses to start with your message,
+    because a misconfigured detector silently missing is worse than no start.
     """
 
 
