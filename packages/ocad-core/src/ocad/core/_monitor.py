@@ -17,9 +17,12 @@ share read-only models.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -411,39 +414,63 @@ class Monitor:
         """Save window and alert state to ``path`` (a directory: ``windows.npz`` + ``state.json``).
 
         No pickle: arrays go to npz (loaded with ``allow_pickle=False``), the rest to JSON.
+        ``state.json`` holds the sha256 of the ``windows.npz`` it belongs to, and both are
+        written in full before either replaces the previous snapshot's: a snapshot
+        interrupted between the two renames is refused by :meth:`restore`, never mixed.
         """
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
-        st = self.store.state()
-        tmp = p / "windows.npz.tmp"
-        with open(tmp, "wb") as f:
-            np.savez(f, **st)
-        os.replace(tmp, p / "windows.npz")
+        buf = io.BytesIO()
+        np.savez(buf, **self.store.state())
+        npz = buf.getvalue()
         doc = {"snapshot_version": SNAPSHOT_VERSION, "metrics": list(self.metrics.names()),
-               "window": self.window, "policy": self.policy.state(), "validation": self.stats.to_dict()}
-        tmpj = p / "state.json.tmp"
-        tmpj.write_text(json.dumps(doc), encoding="utf-8")
+               "window": self.window, "policy": self.policy.state(), "validation": self.stats.to_dict(),
+               "windows_sha256": hashlib.sha256(npz).hexdigest()}
+        tmp, tmpj = p / "windows.npz.tmp", p / "state.json.tmp"
+        for target, data in ((tmp, npz), (tmpj, json.dumps(doc).encode())):
+            with open(target, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, p / "windows.npz")
         os.replace(tmpj, p / "state.json")
         return p
 
     def restore(self, path: str | os.PathLike[str]) -> Monitor:
-        """Load state saved by :meth:`snapshot` into this (identically configured) Monitor."""
+        """Load state saved by :meth:`snapshot` into this (identically configured) Monitor.
+
+        Raises :class:`OcadConfigError` for a snapshot that cannot be read, is damaged or
+        incomplete, or was taken with other metrics or window; the Monitor is then unchanged.
+        """
         p = Path(path)
         try:
             doc = json.loads((p / "state.json").read_text(encoding="utf-8"))
-            with np.load(p / "windows.npz", allow_pickle=False) as z:
-                st = {k: z[k] for k in z.files}
-        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            npz = (p / "windows.npz").read_bytes()
+        except (OSError, ValueError) as exc:
             raise OcadConfigError(f"snapshot {str(p)!r} cannot be read: {exc}") from exc
-        if doc.get("snapshot_version") != SNAPSHOT_VERSION:
-            raise OcadConfigError(f"snapshot {str(p)!r}: unsupported version {doc.get('snapshot_version')!r}")
-        if doc["metrics"] != list(self.metrics.names()) or doc["window"] != self.window:
+        if not isinstance(doc, dict) or doc.get("snapshot_version") != SNAPSHOT_VERSION:
+            version = doc.get("snapshot_version") if isinstance(doc, dict) else None
+            raise OcadConfigError(f"snapshot {str(p)!r}: unsupported version {version!r}")
+        want = doc.get("windows_sha256")
+        if want is not None and hashlib.sha256(npz).hexdigest() != want:
+            raise OcadConfigError(f"snapshot {str(p)!r}: windows.npz does not belong to state.json "
+                                  "(an interrupted snapshot?); take the snapshot again or use an older one")
+        if doc.get("metrics") != list(self.metrics.names()) or doc.get("window") != self.window:
             raise OcadConfigError(
-                f"snapshot {str(p)!r} was taken with metrics {doc['metrics']} and window {doc['window']}; "
+                f"snapshot {str(p)!r} was taken with metrics {doc.get('metrics')} and window {doc.get('window')}; "
                 f"this Monitor has {list(self.metrics.names())} and {self.window}")
-        self.store.load_state(st)
-        self.policy.load_state(doc["policy"])
-        self.stats = ValidationStats.from_dict(doc["validation"])
+        # Everything is loaded into new objects first: a damaged snapshot leaves this Monitor as it was.
+        store = WindowStore(len(self.metrics), self.window, capacity=self.config.capacity,
+                            idle_timeout_s=self.config.idle_timeout_s)
+        policy = AlertPolicy(self.policy.config)
+        try:
+            with np.load(io.BytesIO(npz), allow_pickle=False) as z:
+                store.load_state({k: z[k] for k in z.files})
+            policy.load_state(doc["policy"])
+            stats = ValidationStats.from_dict(doc["validation"])
+        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
+            raise OcadConfigError(f"snapshot {str(p)!r} is damaged: {type(exc).__name__}: {exc}") from exc
+        self.store, self.policy, self.stats = store, policy, stats
         return self
 
     @classmethod
