@@ -1044,10 +1044,12 @@ def _contributions(event_lists: Iterable[Sequence[AlertEvent]]) -> dict[str, flo
 # -- tuning ------------------------------------------------------------------------------
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 ALERT_GRID: dict[str, tuple[float, ...]] = {
-    "open_threshold": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7),
+    # The composite of calibrated scores averages about 0.5 on normal data (a mean of
+    # roughly uniform scores), so thresholds well above it matter most.
+    "open_threshold": (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8),
     "evidence_threshold": (0.97, 0.98, 0.99, 0.995, 0.998, 0.999),
     "confirm_samples": (1, 2, 3, 4),
-    "hold_down_s": (30.0, 60.0, 120.0, 180.0, 300.0),
+    "hold_down_s": (15.0, 30.0, 60.0, 120.0, 180.0, 300.0),
 }
 
 
