@@ -396,3 +396,11 @@ def test_labelled_file_evaluates_like_the_fleet(tmp_path: Path) -> None:
     ts, series = run.series(eid)
     assert np.array_equal(ts, fleet.ts)
     assert np.allclose(series["udp_echo_rtt_ms"], fleet.values[0, :, 0], equal_nan=True)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import ocad.core._evaluation as ev
+
+    assert doctest.testmod(ev).failed == 0
