@@ -17,8 +17,9 @@ not match the manifest) is skipped, logged, and reported in
 and in this module's :data:`last_errors`; the plugin's other detectors are
 built. With ``context.strict`` (``Monitor(..., strict=True)``) the first
 problem is raised instead, the registry records it and the Monitor refuses to
-start. A bad ``[onnxruntime]`` config table is not an artifact problem: it
-raises (``OcadConfigError``) and is reported as a failure of this plugin.
+start. A bad ``[onnxruntime]`` or ``[detectors.residual]`` config table is not an
+artifact problem: it raises ``OcadConfigError`` and the Monitor refuses to start,
+naming the key.
 """
 
 from __future__ import annotations
