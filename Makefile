@@ -42,8 +42,13 @@ models: $(VENV)/.all-installed
 bench-compare: $(VENV)/.all-installed
 	$(BIN)/python benchmarks/compare.py --out benchmarks/results/compare.json
 
+# CI: every asv suite imports and is well-formed, and one quick benchmark runs (the whole stack,
+# one endpoint). BENCH=<regex> runs others, e.g. make asv-quick BENCH=DetectorSuite
+ASV_BENCH ?= ^bench_monitor.TickSuite.time_observe_tick\(1\)$$
 asv-quick: $(VENV)/.all-installed
-	cd benchmarks && ../$(BIN)/asv check --python=same && ../$(BIN)/asv run --python=same --quick --show-stderr --bench "$(or $(BENCH),TickSuite.time_observe_tick)"
+	cd benchmarks && ../$(BIN)/asv check --python=same \
+	  && ../$(BIN)/asv machine --yes >/dev/null \
+	  && ../$(BIN)/asv run --python=same --quick --show-stderr --bench '$(or $(BENCH),$(ASV_BENCH))'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis benchmarks/.asv
