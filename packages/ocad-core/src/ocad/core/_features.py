@@ -119,7 +119,7 @@ class FeatureEngine:
         # and for the detectors, which read whole columns. ``data`` is its (N, F) transpose.
         out = np.empty((len(self.names), n), dtype=np.float64)
         if n == 0:
-            return FeatureFrame(self.names, out.T)
+            return FeatureFrame(self.names, out.T, window=w)
         xs = np.transpose(values, (0, 2, 1))  # (N, M, W): the WindowStore's layout, a view
         ts = np.asarray(ts, dtype=np.float64)
         # Blocks of endpoints whose temporaries stay in the CPU cache: on a large fleet every
@@ -129,7 +129,7 @@ class FeatureEngine:
             for lo in range(0, n, step):
                 hi = min(n, lo + step)
                 self._block(xs[lo:hi], ts[lo:hi], out[:, lo:hi])
-        return FeatureFrame(self.names, out.T)
+        return FeatureFrame(self.names, out.T, window=w)
 
     def _block(self, xb: np.ndarray, tsb: np.ndarray, out: np.ndarray) -> None:
         """Features of one block of endpoints into ``out`` (F, block)."""

@@ -309,14 +309,18 @@ class Monitor:
 
     def _view(self, rows: np.ndarray, b: Batch) -> DetectorView:
         values, ts = self.store.window_of(rows)
-        feats = self.features.compute(values, ts)
+        # Features over the configured window: what the detectors were calibrated and the
+        # multivariate model trained on, even when a detector keeps more samples (the residual
+        # detector needs window + 1); the view's values hold all of them.
+        fw = self.config.window
+        feats = self.features.compute(values[:, -fw:], ts[:, -fw:])
         # Every detector of the tick gets these same arrays, read-only: one that writes into them (an
         # in-place normalisation) fails alone instead of corrupting the detectors after it, the warm-up
         # counts and the alerts' endpoint ids. Read-only *views*: the buffers themselves stay writable.
         return DetectorView(endpoints=_read_only(b.endpoint_id), metrics=self.metrics.names(),
                             values=_read_only(values), ts=_read_only(ts),
                             capabilities=_read_only(self.store.capabilities[rows]),
-                            features=FeatureFrame(feats.names, _read_only(feats.data)),
+                            features=FeatureFrame(feats.names, _read_only(feats.data), window=feats.window),
                             counts=_read_only(self.store.count[rows]))
 
     # -- scoring a whole frame ------------------------------------------------

@@ -23,10 +23,14 @@ class FeatureFrame:
     Names are ``"<metric>:<feature>"`` (e.g. ``"udp_echo_rtt_ms:p99"``) or
     ``"<feature>"`` for endpoint-level features (``"concurrency"``). NaN where
     a feature cannot be computed (metric not reported, too few samples).
+    ``window`` is the number of samples per endpoint they were computed over
+    (``None``: not recorded); a detector trained on features of another window
+    length recomputes its own.
     """
 
     names: tuple[str, ...]
     data: np.ndarray  # (N, F) float64
+    window: int | None = attrs.field(default=None, kw_only=True)
     _index: dict[str, int] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -43,15 +47,17 @@ class FeatureFrame:
 
     def columns(self, names: tuple[str, ...] | list[str]) -> np.ndarray:
         """An (N, len(names)) matrix of the named features; missing names give NaN columns."""
+        get = self._index.get
+        idx = np.fromiter((get(n, -1) for n in names), dtype=np.intp, count=len(names))
+        if idx.size and idx.min() >= 0:
+            return self.data[:, idx]  # one gather (a copy)
         out = np.full((self.data.shape[0], len(names)), np.nan, dtype=np.float64)
-        for j, n in enumerate(names):
-            i = self._index.get(n)
-            if i is not None:
-                out[:, j] = self.data[:, i]
+        have = idx >= 0
+        out[:, have] = self.data[:, idx[have]]
         return out
 
     def take(self, rows: np.ndarray) -> FeatureFrame:
-        return FeatureFrame(self.names, self.data[rows])
+        return FeatureFrame(self.names, self.data[rows], window=self.window)
 
 
 @attrs.frozen(eq=False)

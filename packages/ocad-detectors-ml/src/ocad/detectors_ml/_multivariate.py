@@ -209,7 +209,10 @@ class MultivariateDetector:
         return np.where(np.isfinite(x), x, np.nan)
 
     def _view_features_match(self, view: DetectorView) -> bool:
-        if not self.engine_default or (self.train_window is not None and view.window != self.train_window):
+        # The samples the view's features were computed over (the Monitor's configured window,
+        # which may be shorter than the view's values); unrecorded: the whole view.
+        window = getattr(view.features, "window", None) or view.window
+        if not self.engine_default or (self.train_window is not None and window != self.train_window):
             return False
         if "concurrency" in self.features and set(view.metrics) != set(self.engine.metrics):
             return False
