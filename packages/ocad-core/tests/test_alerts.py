@@ -69,7 +69,7 @@ def test_confirmation_must_be_consecutive(feed):
 def test_evidence_threshold_and_open_threshold_both_needed(feed):
     f = feed()
     for i in range(10):
-        f(5.0 * i, 0.99, [0.994, 0.994, 0.994])  # no detector at evidence_threshold 0.995
+        f(5.0 * i, 0.99, [0.994, 0.994, 0.994])  # no detector at the default evidence_threshold
         f(5.0 * i + 1, 0.54, [1.0, 1.0, 1.0])  # all three kinds, composite below 0.55
     assert f.events == []
 
@@ -117,7 +117,7 @@ def test_hold_down_resolves_after_inactive_sample_time(feed):
     f(10.0, 0.7, two)  # last active sample
     for t in (15.0, 30.0, 50.0, 69.0):
         assert f(t, *QUIET) == []
-    f(60.0 + 9.0 + 0.5, 0.3, [0.996, 0.0, 0.0])  # one kind of evidence: still *active*
+    f(60.0 + 9.0 + 0.5, 0.3, [0.999, 0.0, 0.0])  # one kind of evidence: still *active*
     assert f(129.0, *QUIET) == []  # 59.5 s after the last active sample
     (res,) = f(129.5, *QUIET)
     assert res.event == "resolve" and res.alert.resolved_ts == 129.5 and res.ts == 129.5
@@ -195,7 +195,7 @@ def test_evidence_sorted_by_contribution_and_reported_above_threshold(composite)
     pol = AlertPolicy(AlertPolicyConfig(evidence_report_threshold=0.9))
     for t in (0.0, 5.0):
         ev = pol.update(np.array(["a"], dtype=object), np.array([t]),
-                        composite([0.8], [[0.996, 1.0, 0.89]], KINDS))
+                        composite([0.8], [[0.999, 1.0, 0.89]], KINDS))
     (op,) = ev
     assert [e.detector for e in op.alert.evidence] == ["det_spike", "det_rule"]
     assert all(e.score >= 0.9 for e in op.alert.evidence)
@@ -230,7 +230,7 @@ def test_config_errors_name_key_and_value(mapping, words):
 
 # -- properties -----------------------------------------------------------------------------------------
 
-SCORES = [np.nan, 0.0, 0.5, 0.9, 0.95, 0.996, 1.0]
+SCORES = [np.nan, 0.0, 0.5, 0.9, 0.95, 0.996, 0.999, 1.0]
 EPS = ["e0", "e1", "e2"]
 
 
