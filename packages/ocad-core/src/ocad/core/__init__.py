@@ -40,7 +40,9 @@ from ._io import read_records, write_events
 from ._metrics import ORAN_METRICS, MetricKind, MetricRegistry, MetricSpec
 from ._monitor import Monitor
 from ._protocols import Detector, ModelArtifact, Scaler
+from ._quality import Evaluation, Suite, evaluate, load_labelled_file, load_suite, tune_weights
 from ._registry import DetectorContext, PluginFailure, PluginInfo, PluginRegistry
+from ._report import write_report
 from ._rules import DEFAULT_THRESHOLDS, RuleDetector
 from ._scalers import RobustScaler, StandardScaler, scaler_from_dict
 from ._shadow import ShadowReport, ShadowRunner
@@ -75,6 +77,7 @@ __all__ = [
     "DetectorOutput",
     "DetectorView",
     "EndpointInfo",
+    "Evaluation",
     "EventMatch",
     "Evidence",
     "FAULT_TYPES",
@@ -108,16 +111,20 @@ __all__ = [
     "ShadowRunner",
     "SpikeDetector",
     "StandardScaler",
+    "Suite",
     "ValidationStats",
     "Validator",
     "WindowStore",
     "alerts_from_events",
+    "evaluate",
     "export_state",
     "find_artifacts",
     "generate_fleet",
     "hookimpl",
     "import_state",
     "load_artifact",
+    "load_labelled_file",
+    "load_suite",
     "match_events",
     "pelt",
     "pelt_last_change",
@@ -125,6 +132,8 @@ __all__ = [
     "reset_state",
     "scaler_from_dict",
     "summarize_matches",
+    "tune_weights",
     "write_artifact",
     "write_events",
+    "write_report",
 ]
