@@ -118,7 +118,7 @@ def spark():
 
 @pytest.fixture(scope="module")
 def fleet():
-    return generate_fleet(n_endpoints=6, duration_s=3600, seed=1)
+    return generate_fleet(n_endpoints=6, duration_s=2 * 3600, seed=1)
 
 
 def _reference(fleet, cfg, registry):
@@ -210,7 +210,18 @@ def test_streaming_micro_batches_equal_single_process(spark, fleet, reference, t
     src_dir = tmp_path / "in"
     src_dir.mkdir()
     # Chronological chunks, one file each; maxFilesPerTrigger=1 makes each its own micro-batch.
-    for i, chunk in enumerate(np.array_split(np.asarray(fleet.ts), N_CHUNKS)):
+    # One cut falls in the middle of the longest alert, so its state must cross micro-batches.
+    opened = {e["alert_id"]: e["ts"] for e in ref_events if e["event"] == "open"}
+    spans = [(e["ts"] - opened[e["alert_id"]], e["alert_id"]) for e in ref_events
+             if e["event"] == "resolve" and e["alert_id"] in opened]
+    longest = max(spans)[1]
+    t_mid = (opened[longest] + next(e["ts"] for e in ref_events
+                                     if e["event"] == "resolve" and e["alert_id"] == longest)) / 2
+    ts = np.asarray(fleet.ts)
+    cuts = sorted({*np.searchsorted(ts, np.linspace(ts[0], ts[-1], N_CHUNKS + 1)[1:-1]).tolist(),
+                   int(np.searchsorted(ts, t_mid))})
+    chunks = np.split(ts, cuts)
+    for i, chunk in enumerate(chunks):
         frame[frame["ts"].isin(chunk)].to_parquet(src_dir / f"part-{i:03d}.parquet", index=False)
     schema = spark.createDataFrame(frame.head(1)).schema
     src = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(src_dir))
@@ -225,12 +236,11 @@ def test_streaming_micro_batches_equal_single_process(spark, fleet, reference, t
          .trigger(availableNow=True).start())
     q.awaitTermination(timeout=300)
     progress = [p for p in q.recentProgress if p["numInputRows"] > 0]
-    assert len(progress) == N_CHUNKS
+    assert len(progress) == len(chunks) >= N_CHUNKS
     assert sorted(_key(e) for _, e in got) == sorted(map(_key, ref_events))
-    # State really crossed micro-batches: an alert opened in one and resolved in a later one.
-    opened = {e["alert_id"]: b for b, e in got if e["event"] == "open"}
-    resolved = {e["alert_id"]: b for b, e in got if e["event"] == "resolve"}
-    assert any(resolved[a] > opened[a] for a in resolved if a in opened)
+    # State really crossed micro-batches: the longest alert opened in one and resolved in a later one.
+    batch_of = {(e["event"], e["alert_id"]): b for b, e in got}
+    assert batch_of[("resolve", longest)] > batch_of[("open", longest)]
     # The state rows are JSON strings of export_state documents, one per bucket, readable as data.
     st = (spark.read.format("statestore").load(str(tmp_path / "ckpt"))
           .select("key.ocad_bucket", "value.groupState.*").toPandas())
@@ -251,6 +261,9 @@ def test_model_dir_reaches_executors_through_sparkfiles(spark, tmp_path):
     spec = ocad_spark.MonitorSpec.create(CFG, model_dir=mdir)
     ocad_spark._ship_models(spark, spec)
     ocad_spark._ship_models(spark, spec)  # shipped once per SparkContext, a second call is a no-op
+    (tmp_path / "other" / "models-v7").mkdir(parents=True)
+    with pytest.raises(OcadConfigError, match="already shipped"):
+        ocad_spark._ship_models(spark, ocad_spark.MonitorSpec.create(CFG, model_dir=tmp_path / "other" / "models-v7"))
 
     def probe(pdf):
         p = Path(ocad_spark._model_path(spec))

@@ -25,8 +25,9 @@ across the endpoints it holds, and a tick costs nearly as much for one endpoint
 as for dozens, so a few large groups are much faster than many small ones (see
 ``docs/performance.md``); a group must fit in an executor's memory (batch: all
 of its samples, one pandas frame; streaming: one micro-batch of them plus its
-state). In batch, bucket ``b`` gets partition ``b`` of its own (Spark's hash
-partitioning would put some buckets together: see ``_partition_keys``).
+state). Bucket ``b`` is keyed so that it gets partition ``b`` of its own (plain bucket
+numbers would share partitions under Spark's hash partitioning: see ``_partition_keys``);
+in streaming that holds when ``spark.sql.shuffle.partitions`` equals ``buckets``.
 
 Why the results equal a single-process Monitor's
 ------------------------------------------------
@@ -93,7 +94,9 @@ MAX_ROWS_PER_BUCKET = 2_000_000
 
 STREAM_BUCKETS = 32
 """Streaming, ``buckets=None``: a constant, not derived from the cluster, because the state is
-keyed by bucket and the number must not change between restarts of one checkpoint."""
+keyed by bucket and the number must not change between restarts of one checkpoint. Start a
+new checkpoint with ``spark.sql.shuffle.partitions`` equal to the number of buckets: each
+bucket is then one task per micro-batch."""
 
 BUCKET_COLUMN = "ocad_bucket"
 # Field names stay lower-case: PySpark 4.2/4.3 lower-case the state schema (see module docstring).
@@ -108,7 +111,7 @@ _MONITORS: dict[str, Any] = {}
 _COUNTERS = {"builds": 0, "groups": 0}
 _BUILDS_BY_SPEC: dict[str, int] = {}
 _GROUPS_BY_SPEC: dict[str, int] = {}
-_SHIPPED: set[tuple[int, str]] = set()
+_SHIPPED: dict[tuple[int, str], tuple[str, str | None]] = {}
 
 
 def _pyspark(purpose: str) -> Any:
@@ -211,10 +214,18 @@ def _ship_models(spark: Any, spec: MonitorSpec) -> None:
     if spec.model_dir is None:
         return
     sc = spark.sparkContext
-    tag = (id(sc), spec.model_dir)
-    if tag not in _SHIPPED:
-        sc.addFile(spec.model_dir, recursive=True)
-        _SHIPPED.add(tag)
+    name = os.path.basename(spec.model_dir)
+    shipped = _SHIPPED.get((id(sc), name))
+    if shipped == (spec.model_dir, spec.model_digest):
+        return
+    if shipped is not None:
+        # Executors find the directory by name and Spark cannot replace a file it has shipped.
+        raise OcadConfigError(
+            f"model_dir {spec.model_dir!r}: a directory named {name!r} was already shipped to this SparkContext "
+            f"({'another path' if shipped[0] != spec.model_dir else 'its content has changed since'}); "
+            "give each model version a directory name of its own, or start a new SparkSession")
+    sc.addFile(spec.model_dir, recursive=True)
+    _SHIPPED[(id(sc), name)] = (spec.model_dir, spec.model_digest)
 
 
 # -- input and output frames ------------------------------------------------------
@@ -280,12 +291,22 @@ def _group_batch(data: Any, buckets: int | str | None) -> tuple[Any, str]:
 
 
 def _group_stream(data: Any, buckets: int | str | None) -> tuple[Any, str, str]:
-    """Group column for streaming: the bucket number itself, stable whatever the partition count."""
+    """Group column for streaming; returns (data, column, grouping written into the state).
+
+    The key of bucket b depends on the number of buckets only, so it is the same on every
+    restart of a checkpoint. A stateful operator hash-partitions its keys over the
+    checkpoint's ``spark.sql.shuffle.partitions``: when that equals ``buckets`` every bucket
+    has a state partition (a task) of its own.
+    """
+    from pyspark.sql import functions as F
+
     _check_buckets(buckets)
     if buckets == "endpoint":
         return data, "endpoint_id", "endpoint"
     n = STREAM_BUCKETS if buckets is None else int(buckets)
-    return data.withColumn(BUCKET_COLUMN, _bucket(n)), BUCKET_COLUMN, f"xxhash64 % {n}"
+    keys = _partition_keys(n)
+    key = F.element_at(F.array(*[F.lit(k) for k in keys]), (_bucket(n) + 1).cast("int")).cast("long")
+    return data.withColumn(BUCKET_COLUMN, key), BUCKET_COLUMN, f"xxhash64 % {n}"
 
 
 def _murmur3_long(v: int, seed: int = 42) -> int:
