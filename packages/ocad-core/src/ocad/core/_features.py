@@ -175,7 +175,7 @@ class FeatureEngine:
         dev = np.subtract(x, mean.astype(f32))
         if part.size:
             dev[:, part] *= vp
-        std = np.sqrt(np.einsum("wc,wc->c", dev, dev, dtype=np.float64) / safe_cnt)
+        std = np.sqrt(np.square(dev, dtype=np.float64).sum(axis=0) / safe_cnt)
 
         # Newest valid value: the newest slot, except where it is missing.
         last = x[-1].astype(np.float64)
@@ -186,20 +186,21 @@ class FeatureEngine:
 
         # EWMA as a normalised weighted mean: equals the recursion and skips NaNs.
         wts = self._ewma_weights(w)
-        ewma = (wts @ x).astype(np.float64) / self._ewma_norm(w)
+        num = (x * wts[:, None]).sum(axis=0).astype(np.float64)
+        ewma = num / self._ewma_norm(w)
         if part.size:
-            ewma[part] = (wts @ x[:, part]).astype(np.float64) / (wts @ vp)
+            ewma[part] = num[part] / (vp * wts[:, None]).sum(axis=0)
 
         # Slope against sample time (per second): sum(dev * (t - mean t)) / sum((t - mean t)^2)
         # over the valid samples, with centred times so that neither sum cancels (the valid
         # samples can sit an hour before the newest slot); float64 where samples are missing.
         tc = t - t.mean(axis=0)  # a full window: every slot valid
-        den = np.tile(np.einsum("wn,wn->n", tc, tc), m)
-        sdt = np.einsum("wmn,wn->mn", dev.reshape(w, m, nb), tc.astype(f32)).ravel().astype(np.float64)
+        den = np.tile(np.square(tc).sum(axis=0), m)
+        sdt = (dev.reshape(w, m, nb) * tc.astype(f32)[:, None, :]).sum(axis=0).ravel().astype(np.float64)
         if part.size:
-            tcp = tp - np.einsum("wp,wp->p", tp, vp) / safe_cnt[part]
-            den[part] = np.einsum("wp,wp,wp->p", tcp, tcp, vp)
-            sdt[part] = np.einsum("wp,wp->p", tcp, dev[:, part])
+            tcp = tp - (tp * vp).sum(axis=0) / safe_cnt[part]
+            den[part] = (np.square(tcp) * vp).sum(axis=0)
+            sdt[part] = (tcp * dev[:, part]).sum(axis=0)
         slope = sdt / den
 
         # CUSUM of the robust z = (x - median) / scale with slack k, both directions at once,
@@ -248,8 +249,8 @@ class FeatureEngine:
         out[-1] = np.where(has2.any(axis=0), elevated.sum(axis=0), np.nan)
 
     def _ewma_norm(self, w: int) -> float:
-        """Sum of the EWMA weights of a full window (float32, as ``wts @ valid`` gives it)."""
-        return float(self._ewma_weights(w).sum(dtype=np.float32))
+        """Sum of the EWMA weights of a full window (float32, added in time order)."""
+        return float(np.add.reduce(self._ewma_weights(w)[:, None], axis=0)[0])
 
     def _ewma_weights(self, w: int) -> np.ndarray:
         wts = self._wts.get(w)
@@ -260,6 +261,10 @@ class FeatureEngine:
 
 _QS = np.array([0.25, 0.5, 0.75, 0.95, 0.99])
 # Values (endpoints x metrics x window) per block of FeatureEngine.compute: ~1 MB per float32 temporary.
+# An endpoint's features must not depend on which other endpoints share its tick or block (a Monitor
+# sharded by endpoint gives the same numbers): every sum over time is an elementwise product then a
+# reduction over axis 0 (rows added in time order), never a BLAS or einsum call, whose rounding can
+# depend on a column's position in the block (vectorised body vs scalar remainder, FMA or not).
 _BLOCK_VALUES = 1 << 18
 
 

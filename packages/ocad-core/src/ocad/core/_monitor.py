@@ -310,11 +310,9 @@ class Monitor:
 
     def _view(self, rows: np.ndarray, b: Batch) -> DetectorView:
         values, ts = self.store.window_of(rows)
-        # Features over the configured window: what the detectors were calibrated and the
-        # multivariate model trained on, even when a detector keeps more samples (the residual
-        # detector needs window + 1); the view's values hold all of them.
-        fw = self.config.window
-        feats = self.features.compute(values[:, -fw:], ts[:, -fw:])
+        # Over the whole window the Monitor keeps; FeatureFrame.window records it, so that a
+        # detector trained on features of the same length uses them instead of recomputing.
+        feats = self.features.compute(values, ts)
         # Every detector of the tick gets these same arrays, read-only: one that writes into them (an
         # in-place normalisation) fails alone instead of corrupting the detectors after it, the warm-up
         # counts and the alerts' endpoint ids. Read-only *views*: the buffers themselves stay writable.
