@@ -60,11 +60,14 @@ def worker_tick(n: int, ticks: int, ml: bool, records: bool) -> dict[str, Any]:
     from benchmarks.common import warm_monitor
 
     mon, src = warm_monitor(n, ml=ml)
+    stages = _time_stages(mon)
     feed = (lambda: mon.observe(src.next_records())) if records else (lambda: mon.observe_columns(*src.next()))
     for _ in range(3 if n > 1_000 else 20):  # untimed: lazy initialisation, caches
         feed()
     for h in mon.composite.health.values():
         h.calls, h.total_time_s = 0, 0.0
+    for v in stages.values():
+        v.clear()
     wall, cpu = [], []
     for _ in range(ticks):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -72,10 +75,38 @@ def worker_tick(n: int, ticks: int, ml: bool, records: bool) -> dict[str, Any]:
         wall.append(time.perf_counter() - w0)
         cpu.append(time.process_time() - c0)
     per_det = {name: h.total_time_s / h.calls for name, h in mon.composite.health.items() if h.calls}
+    per_stage = {k: float(np.median(v)) for k, v in stages.items() if v}
     return {"n": n, "ticks": ticks, "detectors": [d.name for d in mon.detectors], "window": mon.window,
+            "stage_median_s": per_stage,
             "wall_median_s": float(np.median(wall)), "wall_p99_s": float(np.percentile(wall, 99)),
             "cpu_median_s": float(np.median(cpu)), "cpu_p99_s": float(np.percentile(cpu, 99)),
             "detector_median_s": per_det, **_no_training_libs()}
+
+
+def _time_stages(mon: Any) -> dict[str, list[float]]:
+    """Wrap the Monitor's stages with timers (this worker's Monitor only)."""
+    stages: dict[str, list[float]] = {}
+
+    def timed(obj: Any, attr: str, name: str) -> None:
+        fn = getattr(obj, attr)
+        stages[name] = []
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                stages[name].append(time.perf_counter() - t0)
+
+        setattr(obj, attr, wrapper)
+
+    timed(mon.validator, "from_columns", "validate")
+    timed(mon.validator, "from_records", "validate_records")
+    timed(mon.store, "window_of", "window_gather")
+    timed(mon.features, "compute", "features")
+    timed(mon.composite, "score", "detectors")
+    timed(mon.policy, "update", "alerts")
+    return stages
 
 
 def worker_rss(n: int) -> dict[str, Any]:
@@ -234,14 +265,16 @@ def table(res: dict[str, Any]) -> str:
     lines.append("")
     lines.append("context (not targets):")
     for key in ("tick_1_median_s", "tick_1_cpu_median_s", "tick_1_cpu_p99_s", "tick_1_records_p99_s",
-                "tick_1_core_median_s", "tick_1_core_p99_s", "tick_10k_cpu_s", "tick_10k_core_s",
+                "tick_1_core_median_s", "tick_1_core_p99_s", "tick_1k_s", "tick_1k_core_s", "tick_10k_cpu_s",
+                "tick_10k_core_s",
                 "tick_100k_cpu_s", "tick_100k_core_s", "tcn_ort_b1_s", "tcn_torch_b1_s", "tcn_ort_b10k_s",
                 "tcn_torch_b10k_s", "iforest_onnx_b1_s", "iforest_sklearn_b1_s", "iforest_onnx_vs_sklearn_b1k",
                 "iforest_onnx_b100k_s", "iforest_sklearn_b100k_s", "rss_1k_now_mb", "import_cpu_s",
                 "import_ml_s", "monitor_build_s"):
         if key in res:
             lines.append(f"  {key:<32}{_fmt(key, res[key]):>14}")
-    for key in ("tick_1_detector_s", "tick_10k_detector_s", "tick_100k_detector_s"):
+    for key in ("tick_1_stage_s", "tick_1_detector_s", "tick_1k_stage_s", "tick_1k_detector_s", "tick_10k_stage_s",
+                "tick_10k_detector_s", "tick_100k_stage_s", "tick_100k_detector_s"):
         if key in res:
             parts = ", ".join(f"{k} {_fmt('x_s', v)}" for k, v in res[key].items())
             lines.append(f"  {key:<32}{parts}")
@@ -276,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     r = run_worker("tick", "1", "300" if args.quick else "1000", "ml", "columns")
     res.update(tick_1_p99_s=r["wall_p99_s"], tick_1_median_s=r["wall_median_s"], tick_1_cpu_p99_s=r["cpu_p99_s"],
                tick_1_cpu_median_s=r["cpu_median_s"], tick_1_detector_s=r["detector_median_s"],
+               tick_1_stage_s=r["stage_median_s"],
                detectors=r["detectors"], monitor_window=r["window"])
     loaded |= set(r["training_libs_loaded"])
     log("tick N=1 (observe, records)")
@@ -284,13 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     log("tick N=1, core detectors only")
     r = run_worker("tick", "1", "300" if args.quick else "1000", "core", "columns")
     res.update(tick_1_core_p99_s=r["wall_p99_s"], tick_1_core_median_s=r["wall_median_s"])
-    sizes = [(10_000, "10k", 3 if args.quick else 5)] + ([] if args.quick else [(100_000, "100k", 3)])
+    sizes = [(1_000, "1k", 10), (10_000, "10k", 3 if args.quick else 5)] + \
+        ([] if args.quick else [(100_000, "100k", 3)])
     for n, key, ticks in sizes:
         log(f"tick N={n}")
         r = run_worker("tick", str(n), str(ticks), "ml", "columns")
         res[f"tick_{key}_s"] = r["wall_median_s"]
         res[f"tick_{key}_cpu_s"] = r["cpu_median_s"]
         res[f"tick_{key}_detector_s"] = r["detector_median_s"]
+        res[f"tick_{key}_stage_s"] = r["stage_median_s"]
         loaded |= set(r["training_libs_loaded"])
         log(f"tick N={n}, core detectors only")
         r = run_worker("tick", str(n), str(ticks), "core", "columns")
