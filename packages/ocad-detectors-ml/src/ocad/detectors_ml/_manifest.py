@@ -111,8 +111,8 @@ class FillPolicy:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Filled copy of ``x`` (B, W); NaN remains where the policy does not fill."""
-        if self.method == "none" or x.shape[0] == 0 or x.shape[1] == 0:
-            return np.array(x, copy=True)
+        if self.method == "none" or x.shape[0] == 0 or x.shape[1] == 0 or np.isfinite(x).all():
+            return np.array(x, copy=True)  # nothing to fill (the usual window): skip the fill's ~10 array ops
         out = _ffill(x, self.limit)
         if self.method == "ffill_bfill":
             out = _ffill(out[:, ::-1], self.limit)[:, ::-1]
