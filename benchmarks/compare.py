@@ -292,12 +292,51 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(res: dict[str, Any]) -> str:
+    """The docs/performance.md tables of a result file (``--render``)."""
+    out = ["| key | value | target | status |", "|---|---:|---:|---|"]
+    for key, (op, bound) in TARGETS.items():
+        v = res.get(key)
+        if v is None:
+            out.append(f"| `{key}` | n/a | {op} {_fmt(key, bound)} | not measured |")
+            continue
+        ok = v <= bound if op == "<=" else v >= bound
+        by = (v / bound) if op == "<=" else (bound / v)
+        status = "met" if ok else f"**missed**, {by:.1f}x {'over' if op == '<=' else 'short'}"
+        out.append(f"| `{key}` | {_fmt(key, v)} | {op} {_fmt(key, bound)} | {status} |")
+    out += ["", "| endpoints | tick (all detectors) | CPU | core detectors only | per endpoint (all) |",
+            "|---:|---:|---:|---:|---:|"]
+    for n, key in ((1, "1"), (1_000, "1k"), (10_000, "10k"), (100_000, "100k")):
+        t = res.get("tick_1_median_s") if key == "1" else res.get(f"tick_{key}_s")
+        if t is None:
+            continue
+        cpu = res.get("tick_1_cpu_median_s") if key == "1" else res.get(f"tick_{key}_cpu_s")
+        core = res.get("tick_1_core_median_s") if key == "1" else res.get(f"tick_{key}_core_s")
+        out.append(f"| {n:,} | {_fmt('x_s', t)} | {_fmt('x_s', cpu) if cpu else ''} | "
+                   f"{_fmt('x_s', core) if core else ''} | {t / n * 1e6:,.1f} µs |")
+    stages = ["validate", "window_gather", "features", "detectors", "alerts"]
+    dets = list(res.get("detectors", []))
+    out += ["", "| endpoints | " + " | ".join(stages + dets) + " |", "|---:|" + "---:|" * (len(stages) + len(dets))]
+    for n, key in ((1, "1"), (1_000, "1k"), (10_000, "10k"), (100_000, "100k")):
+        st, de = res.get(f"tick_{key}_stage_s"), res.get(f"tick_{key}_detector_s")
+        if not st or not de:
+            continue
+        cells = [_fmt("x_s", st[k]) if k in st else "" for k in stages]
+        cells += [_fmt("x_s", de[k]) if k in de else "" for k in dets]
+        out.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=HERE / "results" / "compare.json")
     p.add_argument("--quick", action="store_true", help="fewer repetitions, no 100 000-endpoint tick")
+    p.add_argument("--render", type=Path, help="print the markdown tables of a result file and exit")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.render:
+        print(markdown(json.loads(args.render.read_text(encoding="utf-8"))))
+        return 0
     if args.worker:
         kind, *rest = args.worker
         if kind == "tick":
