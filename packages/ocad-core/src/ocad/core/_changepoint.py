@@ -18,6 +18,7 @@ Nothing here imports ruptures: it is only the reference the tests compare with.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterable, Mapping
@@ -695,10 +696,7 @@ class ChangepointDetector(CalibratedDetector):
         halved: ``P(S > s) = exp(-k s)``. An unfitted detector therefore gives
         usable scores in [0, 1], but only :meth:`fit` makes them calibrated.
         """
-        rate = max(self.k, 0.05)
-        probs = (0.0, 0.5, 0.9, 0.99, 0.999, 0.9999)
-        quantiles = tuple(-math.log(1.0 - p) / rate for p in probs)
-        return Calibration(probs=probs, quantiles=quantiles, n=0, tail_scale=1.0 / rate)
+        return _exp_tail_calibration(max(self.k, 0.05))
 
     # -- fitting ----------------------------------------------------------------
     def fit(self, views: Iterable[DetectorView]) -> ChangepointDetector:
@@ -747,7 +745,10 @@ class ChangepointDetector(CalibratedDetector):
             )
         theirs = dict(d.get("config", {}))
         mine = self.config()
-        differ = sorted(key for key in mine if key not in ("name", "kind") and theirs.get(key) != mine[key])
+        # Another metric set is fine (a plugin added a gauge after calibration): the tables of
+        # the shared metrics apply, a new metric uses the fallback table until refitted.
+        differ = sorted(key for key in mine
+                        if key not in ("name", "kind", "metrics") and theirs.get(key) != mine[key])
         if differ:
             raise OcadConfigError(
                 "changepoint params were fitted with a different configuration: "
@@ -767,6 +768,14 @@ class ChangepointDetector(CalibratedDetector):
         except (KeyError, TypeError) as exc:
             raise OcadConfigError(f"changepoint params have an invalid config: {exc}") from exc
         return det.load_params(d)
+
+
+@functools.lru_cache(maxsize=16)
+def _exp_tail_calibration(rate: float) -> Calibration:
+    """Built once per rate: ``fallback`` runs on every tick for metrics without a table."""
+    probs = (0.0, 0.5, 0.9, 0.99, 0.999, 0.9999)
+    quantiles = tuple(-math.log(1.0 - p) / rate for p in probs)
+    return Calibration(probs=probs, quantiles=quantiles, n=0, tail_scale=1.0 / rate)
 
 
 def _floored(scale: np.ndarray, floor: np.ndarray, level: np.ndarray) -> np.ndarray:
