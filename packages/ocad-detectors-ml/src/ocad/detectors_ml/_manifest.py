@@ -132,3 +132,25 @@ def _ffill(v: np.ndarray, limit: int | None) -> np.ndarray:
     if limit is not None:
         ok &= finite | (idx - last <= limit)
     return np.where(ok, filled, np.nan).astype(v.dtype, copy=False)
+
+
+def graph_io(art: LoadedArtifact, sess: Any, where: str, width: int, rows: str) -> tuple[str, str]:
+    """The manifest's input and output names, checked against the loaded ONNX graph.
+
+    The graph must take one float tensor of shape ``(rows, width)`` under the manifest's
+    ``inputs.input_name`` and produce ``inputs.output_name`` (defaults: the graph's first
+    input and output). Raises :class:`OcadArtifactError` naming what does not match.
+    """
+    ins, outs = sess.get_inputs(), sess.get_outputs()
+    in_name = get_str(art, "inputs.input_name", ins[0].name if ins else "")
+    out_name = get_str(art, "inputs.output_name", outs[0].name if outs else "")
+    inp = {i.name: i for i in ins}.get(in_name)
+    if inp is None or out_name not in {o.name for o in outs}:
+        raise OcadArtifactError(where, f"the ONNX graph has inputs {[i.name for i in ins]} and outputs "
+                                f"{[o.name for o in outs]}; the manifest names {in_name!r} -> {out_name!r}")
+    shape = list(inp.shape)
+    if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
+        raise OcadArtifactError(where, f"graph input {in_name!r} has shape {shape}; expected ({rows}, {width})")
+    if inp.type != "tensor(float)":
+        raise OcadArtifactError(where, f"graph input {in_name!r} is {inp.type}; expected tensor(float)")
+    return in_name, out_name

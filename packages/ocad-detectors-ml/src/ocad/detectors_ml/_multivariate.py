@@ -174,18 +174,7 @@ class MultivariateDetector:
         engine_default = all(abs(getattr(engine, p) - v) <= 1e-12 for p, v in _DEFAULT_ENGINE.items())
 
         sess = load_session(art, session or SessionConfig())
-        ins, outs = sess.get_inputs(), sess.get_outputs()
-        in_name = mf.get_str(art, "inputs.input_name", ins[0].name if ins else "")
-        out_name = mf.get_str(art, "inputs.output_name", outs[0].name if outs else "")
-        inp = {i.name: i for i in ins}.get(in_name)
-        if inp is None or out_name not in {o.name for o in outs}:
-            raise OcadArtifactError(where, f"the ONNX graph has inputs {[i.name for i in ins]} and outputs "
-                                    f"{[o.name for o in outs]}; the manifest names {in_name!r} -> {out_name!r}")
-        shape = list(inp.shape)
-        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != nf):
-            raise OcadArtifactError(where, f"graph input {in_name!r} has shape {shape}; expected (N, {nf})")
-        if inp.type != "tensor(float)":
-            raise OcadArtifactError(where, f"graph input {in_name!r} is {inp.type}; expected tensor(float)")
+        in_name, out_name = mf.graph_io(art, sess, where, nf, "N")
         return cls(features=tuple(feats), session=sess, input_name=in_name, output_name=out_name,
                    calibration=cal, max_missing_fraction=max_missing, impute=None if in_graph else impute,
                    center=center, scale=scale, scale_input=scale_input, engine=engine,

@@ -115,18 +115,7 @@ class Forecaster:
         fill = mf.FillPolicy.from_manifest(art)
         cal = mf.get_calibration(art)
         sess = load_session(art, session)
-        ins, outs = sess.get_inputs(), sess.get_outputs()
-        in_name = mf.get_str(art, "inputs.input_name", ins[0].name if ins else "")
-        out_name = mf.get_str(art, "inputs.output_name", outs[0].name if outs else "")
-        inp = {i.name: i for i in ins}.get(in_name)
-        if inp is None or out_name not in {o.name for o in outs}:
-            raise OcadArtifactError(where, f"the ONNX graph has inputs {[i.name for i in ins]} and outputs "
-                                    f"{[o.name for o in outs]}; the manifest names {in_name!r} -> {out_name!r}")
-        shape = list(inp.shape)
-        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != window):
-            raise OcadArtifactError(where, f"graph input {in_name!r} has shape {shape}; expected (batch, {window})")
-        if inp.type != "tensor(float)":
-            raise OcadArtifactError(where, f"graph input {in_name!r} is {inp.type}; expected tensor(float)")
+        in_name, out_name = mf.graph_io(art, sess, where, window, "batch")
         return cls(metric=metric, window=window, session=sess, input_name=in_name, output_name=out_name,
                    relative_rms=rel, level_floor=floor, one_sided=side, sign=1.0 if hiw else -1.0,
                    fill=fill, calibration=cal, source=f"{art.name}@{art.version}")

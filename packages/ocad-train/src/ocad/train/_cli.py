@@ -245,18 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one of this package's commands; returns the exit code (1 on an OCAD error)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except OcadError as exc:
-        print(f"ocad {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    from ocad.core.cli import run
+
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
