@@ -290,23 +290,13 @@ class Monitor:
         st = self.store
         if st.idle_timeout_s is None or not len(st):
             return []
-        held = st.last_ts > -np.inf
         # The fleet's clock is the (lower) median of the endpoints' last sample times, not the newest
         # sample ever seen: one device with a clock far ahead (milliseconds for seconds, a bad NTP)
         # would otherwise make every other endpoint idle at every tick, for good.
-        last = st.last_ts[held]
+        last = st.last_ts[st.last_ts > -np.inf]
         k = (last.size - 1) // 2
-        limit = float(np.partition(last, k)[k]) - st.idle_timeout_s
-        stale = (st.last_ts < limit) & held
         # Rows of this tick just reported: not idle, even when their clock is far behind (reset).
-        stale[active] = False
-        idle = np.flatnonzero(stale)
-        if not idle.size:
-            return []
-        ids = [str(e) for e in st.ids[idle]]
-        st.evict(ids)
-        st.evicted_idle += len(ids)
-        return ids
+        return st.evict_idle_ids(now=float(np.partition(last, k)[k]), protect=active)
 
     def _view(self, rows: np.ndarray, b: Batch) -> DetectorView:
         values, ts = self.store.window_of(rows)

@@ -188,16 +188,30 @@ class WindowStore:
         self.last_ts[rows] = -np.inf
         self.capabilities[rows] = False
 
-    def evict_idle(self) -> int:
-        """Drop endpoints idle for longer than ``idle_timeout_s`` of sample time; returns how many."""
+    def evict_idle(self, now: float | None = None, protect: np.ndarray | None = None) -> int:
+        """Drop endpoints idle for longer than ``idle_timeout_s`` of sample time; returns how many.
+
+        ``now`` is the sample-time clock (default: the newest timestamp seen); rows in
+        ``protect`` (e.g. those that just reported) are never idle.
+        """
+        return len(self.evict_idle_ids(now, protect))
+
+    def evict_idle_ids(self, now: float | None = None, protect: np.ndarray | None = None) -> list[str]:
+        """:meth:`evict_idle`, returning the evicted endpoint ids (the Monitor resolves their alerts)."""
         if self.idle_timeout_s is None or not self._rows:
-            return 0
-        limit = self.max_ts - self.idle_timeout_s
-        idle = np.flatnonzero((self.last_ts < limit) & (self.last_ts > -np.inf))
-        if idle.size:
-            self._release(idle)
-            self.evicted_idle += int(idle.size)
-        return int(idle.size)
+            return []
+        held = self.last_ts > -np.inf
+        limit = (self.max_ts if now is None else now) - self.idle_timeout_s
+        stale = (self.last_ts < limit) & held
+        if protect is not None:
+            stale[protect] = False
+        idle = np.flatnonzero(stale)
+        if not idle.size:
+            return []
+        ids = [str(e) for e in self.ids[idle]]
+        self._release(idle)
+        self.evicted_idle += int(idle.size)
+        return ids
 
     def evict(self, endpoint_ids: Iterable[str]) -> int:
         rows = self.lookup(endpoint_ids)
