@@ -40,7 +40,7 @@ import attrs
 import numpy as np
 
 from ._errors import OcadConfigError
-from ._metrics import MetricKind, MetricRegistry
+from ._metrics import MetricRegistry
 from ._detector_base import feature_matrix
 from ._view import DetectorOutput, DetectorView
 
@@ -179,7 +179,3 @@ class RuleDetector:
 
     def load_params(self, d: Mapping[str, Any]) -> None:
         self.false_alarm_rate_ = dict(d.get("false_alarm_rate", {}))
-
-
-def metric_kinds(metrics: MetricRegistry) -> dict[str, MetricKind]:
-    return {s.name: s.kind for s in metrics}
