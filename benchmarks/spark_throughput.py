@@ -76,7 +76,9 @@ def main() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-    from ocad.core import Monitor, PluginRegistry, generate_fleet
+    from ocad.core import Monitor
+    from ocad.core.plugins import PluginRegistry
+    from ocad.core.tooling import generate_fleet
     from ocad.core import spark as ocad_spark
 
     cfg = {"monitor": {"use_shipped_models": not args.no_models}}

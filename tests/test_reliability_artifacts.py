@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocad.core import Monitor, OcadArtifactError, OcadError, OcadPluginError, PluginRegistry, generate_fleet
+from ocad.core import Monitor, OcadArtifactError, OcadError, OcadPluginError
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
 
 ml_plugin = pytest.importorskip("ocad.detectors_ml._plugin")
 

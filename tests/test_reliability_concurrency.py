@@ -22,7 +22,9 @@ import attrs
 import numpy as np
 import pytest
 
-from ocad.core import Monitor, PluginRegistry, generate_fleet
+from ocad.core import Monitor
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
 
 ml_plugin = pytest.importorskip("ocad.detectors_ml._plugin")
 

@@ -38,7 +38,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocad.core import ORAN_METRICS, MetricKind, MetricSpec, Monitor, OcadValidationError, PluginRegistry
+from ocad.core import MetricKind, MetricSpec, Monitor, OcadValidationError
+from ocad.core.plugins import ORAN_METRICS, PluginRegistry
 
 ml_plugin = pytest.importorskip("ocad.detectors_ml._plugin")
 

@@ -20,7 +20,8 @@ import sys
 import numpy as np
 import pytest
 
-from ocad.core import Monitor, OcadConfigError, PluginRegistry
+from ocad.core import Monitor, OcadConfigError
+from ocad.core.plugins import PluginRegistry
 
 STICKY, NEW = 5_000, 20_000  # per tick: endpoints that always report, and endpoints seen once
 CAPACITY = STICKY + NEW

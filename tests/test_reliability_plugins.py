@@ -30,16 +30,10 @@ import types
 import numpy as np
 import pytest
 
-from ocad.core import (
-    DetectorOutput,
-    MetricSpec,
-    Monitor,
-    OcadPluginError,
-    PluginRegistry,
-    generate_fleet,
-    hookimpl,
-)
-from ocad.core import _registry
+from ocad.core import MetricSpec, Monitor, OcadPluginError
+from ocad.core.plugins import DetectorOutput, PluginRegistry, hookimpl
+from ocad.core.tooling import generate_fleet
+from ocad.core.plugins import _registry
 from ocad.core.cli import main
 
 ml_plugin = pytest.importorskip("ocad.detectors_ml._plugin")

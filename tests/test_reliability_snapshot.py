@@ -28,7 +28,9 @@ import attrs
 import numpy as np
 import pytest
 
-from ocad.core import Monitor, OcadConfigError, PluginRegistry, generate_fleet
+from ocad.core import Monitor, OcadConfigError
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
 
 ml_plugin = pytest.importorskip("ocad.detectors_ml._plugin")
 

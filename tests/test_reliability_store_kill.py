@@ -6,7 +6,7 @@ its detector from the store), no partial version is visible to
 ``ModelStore.versions()``, and the next publish succeeds.
 
 The child process runs the real write path (``ocad.train.publish_artifact`` →
-``ocad.core.write_artifact`` → ``ModelStore.promote``); one function of it is
+``ocad.core.artifacts.write_artifact`` → ``ModelStore.promote``); one function of it is
 wrapped to stop the process *inside* the write, at a known point, and to tell
 the parent so. The parent then kills it with SIGKILL (no cleanup handler runs).
 """
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from ocad.core import ModelStore, Monitor, PluginRegistry, load_artifact
+from ocad.core import Monitor
+from ocad.core.artifacts import ModelStore, load_artifact
+from ocad.core.plugins import PluginRegistry
 
 pytest.importorskip("ocad.train")
 ml_plugin = pytest.importorskip("ocad.detectors_ml._plugin")

@@ -38,13 +38,14 @@ class ArtifactSuite:
         self.paths = [models_dir() / name for name in shipped_models()]
 
     def time_load_artifacts(self) -> None:
-        from ocad.core import load_artifact
+        from ocad.core.artifacts import load_artifact
 
         for p in self.paths:
             load_artifact(p)
 
     def time_build_ml_detectors(self) -> None:
-        from ocad.core import DetectorContext, MetricRegistry, ORAN_METRICS, load_artifact
+        from ocad.core.artifacts import load_artifact
+        from ocad.core.plugins import DetectorContext, MetricRegistry, ORAN_METRICS
         from ocad.detectors_ml import build_detectors
 
         arts = [load_artifact(p) for p in self.paths]

@@ -46,7 +46,7 @@ def registry(ml: bool = True) -> Any:
     Explicit instead of entry-point autoload, so that other installed plugins (the
     example plugin of the test suite) do not change what is measured.
     """
-    from ocad.core import PluginRegistry
+    from ocad.core.plugins import PluginRegistry
 
     plugins = []
     if ml and has_module("ocad.detectors_ml"):
@@ -68,7 +68,7 @@ class TickSource:
     """Successive ticks of ``n`` endpoints: ``(endpoint_ids, ts, {metric: values})``."""
 
     def __init__(self, n: int, *, seed: int = 0) -> None:
-        from ocad.core import generate_fleet
+        from ocad.core.tooling import generate_fleet
 
         base = min(n, BASE_ENDPOINTS)
         fleet = generate_fleet(n_endpoints=base, duration_s=PERIOD * INTERVAL_S, interval_s=INTERVAL_S,
@@ -111,7 +111,7 @@ def prefill(monitor: Any, source: TickSource, ticks: int | None = None) -> None:
     into the WindowStore, so a fleet of 100 000 endpoints is warm in seconds instead
     of a window's worth of full ticks. The next ``observe_columns`` is a steady-state tick.
     """
-    from ocad.core import ValidationStats
+    from ocad.core.pipeline import ValidationStats
 
     for _ in range(monitor.window if ticks is None else ticks):
         b = monitor.validator.from_columns(*source.next(), ValidationStats())
@@ -136,7 +136,7 @@ def warm_monitor(n: int, ml: bool = True, *, observe: bool | None = None) -> tup
 
 def view_of(monitor: Any, source: TickSource) -> Any:
     """The DetectorView of the Monitor's next tick (appended to its windows, not scored)."""
-    from ocad.core import ValidationStats
+    from ocad.core.pipeline import ValidationStats
 
     b = monitor.validator.from_columns(*source.next(), ValidationStats())
     rows = monitor.store.rows(b.endpoint_id)

@@ -102,7 +102,9 @@ def ort_forecast(session: Any) -> Any:
 
 def iforest_features(rows: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """FeatureEngine features (the shipped model's list) of a synthetic fleet, float32 (rows, F)."""
-    from ocad.core import ORAN_METRICS, FeatureEngine, generate_fleet
+    from ocad.core.pipeline import FeatureEngine
+    from ocad.core.plugins import ORAN_METRICS
+    from ocad.core.tooling import generate_fleet
 
     fe = FeatureEngine(ORAN_METRICS)
     m = _shipped_manifest("iforest-multivariate")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocad.core import ORAN_METRICS, FeatureEngine, MetricRegistry, Monitor, PluginRegistry
+from ocad.core import Monitor
+from ocad.core.pipeline import FeatureEngine
+from ocad.core.plugins import ORAN_METRICS, MetricRegistry, PluginRegistry
 from ocad.core.testing import check_detector, make_view
 from ocad_plugin_example import PTP_OFFSET, PtpOffsetDetector
 from ocad_plugin_example import plugin as example_plugin

@@ -12,14 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ocad.core import (
-    ORAN_METRICS,
-    CompositeOutput,
-    DetectorOutput,
-    DetectorView,
-    FeatureEngine,
-    PluginRegistry,
-)
+from ocad.core.pipeline import CompositeOutput, FeatureEngine
+from ocad.core.plugins import ORAN_METRICS, DetectorOutput, DetectorView, PluginRegistry
 
 METRICS = tuple(s.name for s in ORAN_METRICS)
 

@@ -1,4 +1,4 @@
-"""AlertPolicy (``ocad.core._alerts``) on hand-built CompositeOutput sequences."""
+"""AlertPolicy (``ocad.core.pipeline._alerts``) on hand-built CompositeOutput sequences."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocad.core import AlertPolicy, AlertPolicyConfig, OcadConfigError
+from ocad.core import AlertPolicyConfig, OcadConfigError
+from ocad.core.pipeline import AlertPolicy
 
 KINDS = ("rule", "spike", "drift")
 QUIET = (0.1, [0.0, 0.0, 0.0])

@@ -1,4 +1,4 @@
-"""Model artifacts (``ocad.core._artifact``) and the versioned model store (``ocad.core._store``)."""
+"""Model artifacts (``ocad.core.artifacts._artifact``) and the versioned model store (``ocad.core.artifacts._store``)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocad.core import (
-    LoadedArtifact,
-    ModelArtifact,
-    ModelStore,
-    OcadArtifactError,
-    find_artifacts,
-    load_artifact,
-    write_artifact,
-)
-from ocad.core import _artifact, _store
+from ocad.core import OcadArtifactError
+from ocad.core.artifacts import LoadedArtifact, ModelStore, find_artifacts, load_artifact, write_artifact
+from ocad.core.plugins import ModelArtifact
+from ocad.core.artifacts import _artifact, _store
 
 MODEL = b"\x08\x07fake-onnx-bytes" * 50
 

@@ -1,4 +1,4 @@
-"""Calibration tables (``ocad.core._calibration``): raw detector scores → calibrated [0, 1]."""
+"""Calibration tables (``ocad.core.detectors._calibration``): raw detector scores → calibrated [0, 1]."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocad.core import Calibration
+from ocad.core.plugins import Calibration
 
 
 @st.composite

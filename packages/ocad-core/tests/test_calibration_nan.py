@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocad.core import Calibration
+from ocad.core.plugins import Calibration
 
 
 @pytest.mark.parametrize("quantiles", [(0.0, 0.0, 0.0), (0.0, 1.0, 2.0), (0.0, 0.0, 1.0)])

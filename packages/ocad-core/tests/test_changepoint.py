@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocad.core import Detector, DetectorView, FeatureFrame, MetricSpec, OcadConfigError
-from ocad.core._changepoint import ChangepointDetector, pelt, pelt_last_change
+from ocad.core import MetricSpec, OcadConfigError
+from ocad.core.plugins import Detector, DetectorView, FeatureFrame
+from ocad.core.detectors import ChangepointDetector, pelt, pelt_last_change
 from ocad.core._metrics import ORAN_METRICS
 
 rpt = pytest.importorskip("ruptures")

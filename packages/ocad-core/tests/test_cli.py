@@ -8,8 +8,9 @@ import json
 import attrs
 import pytest
 
-from ocad.core import PluginRegistry, generate_fleet
-from ocad.core import _registry
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
+from ocad.core.plugins import _registry
 from ocad.core._metrics import ORAN_METRICS
 from ocad.core.cli import main
 

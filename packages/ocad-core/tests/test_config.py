@@ -8,7 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from ocad.core import Monitor, MonitorConfig, OcadConfigError, PluginRegistry
+from ocad.core import Monitor, MonitorConfig, OcadConfigError
+from ocad.core.plugins import PluginRegistry
 
 EXAMPLE_TOML = """
 [monitor]

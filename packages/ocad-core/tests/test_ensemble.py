@@ -1,4 +1,4 @@
-"""CompositeDetector (``ocad.core._ensemble``): capability-aware weighting and failure isolation."""
+"""CompositeDetector (``ocad.core.pipeline._composite``): capability-aware weighting and failure isolation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ocad.core import CompositeDetector, DetectorOutput, OcadConfigError
+from ocad.core import OcadConfigError
+from ocad.core.pipeline import CompositeDetector
+from ocad.core.plugins import DetectorOutput
 
 N = 4
 

@@ -1,4 +1,4 @@
-"""FeatureEngine (``ocad.core._features``) against a slow per-endpoint numpy reference.
+"""FeatureEngine (``ocad.core.pipeline._features``) against a slow per-endpoint numpy reference.
 
 The engine works on float32 windows (the WindowStore's dtype) and is free to compute
 in float32 where that is accurate enough, so the reference runs in float64 on the same
@@ -15,7 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocad.core import ORAN_METRICS, FeatureEngine, MetricKind, MetricSpec
+from ocad.core import MetricKind, MetricSpec
+from ocad.core.pipeline import FeatureEngine
+from ocad.core.plugins import ORAN_METRICS
 
 ALPHA, K, ELEV = 0.3, 0.5, 4.0
 # ORAN set plus a user gauge where *lower* is worse, to cover the direction of "elevated".

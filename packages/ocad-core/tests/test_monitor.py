@@ -8,16 +8,9 @@ import attrs
 import numpy as np
 import pytest
 
-from ocad.core import (
-    Fleet,
-    Monitor,
-    OcadConfigError,
-    OcadValidationError,
-    PluginRegistry,
-    alerts_from_events,
-    generate_fleet,
-    match_events,
-)
+from ocad.core import Monitor, OcadConfigError, OcadValidationError
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import Fleet, alerts_from_events, generate_fleet, match_events
 
 FAST = {"monitor": {"use_shipped_models": False}, "detectors": {"changepoint": {"enabled": False}}}
 T, FAULT = 200, slice(90, 120)

@@ -80,8 +80,9 @@ def test_error_hierarchy():
     assert issubclass(ocad.core.OcadDependencyError, ImportError)
 
 
-@pytest.mark.parametrize("module", ["_metrics", "_features", "_calibration", "_scalers", "_monitor", "_view",
-                                    "_rules", "_validate", "_window", "_alerts", "_ensemble"])
+@pytest.mark.parametrize("module", ["_metrics", "pipeline._features", "detectors._calibration", "artifacts._scalers",
+                                    "_monitor", "_view", "detectors._rules", "pipeline._validate", "pipeline._window",
+                                    "pipeline._alerts", "pipeline._composite"])
 def test_docstring_examples_run(module):
     mod = importlib.import_module(f"ocad.core.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -11,8 +11,10 @@ import attrs
 import numpy as np
 import pytest
 
-from ocad.core import Alert, Monitor, OcadConfigError, PluginRegistry, generate_fleet
-from ocad.core._evaluation import (
+from ocad.core import Alert, Monitor, OcadConfigError
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
+from ocad.core.tooling._evaluation import (
     LabelledEvent,
     alert_open_mask,
     event_f1,
@@ -24,7 +26,7 @@ from ocad.core._evaluation import (
     roc_auc,
     summarize_matches,
 )
-from ocad.core._quality import (
+from ocad.core.tooling._quality import (
     LabelledRun,
     MonitorFactory,
     Suite,
@@ -163,7 +165,7 @@ def test_forecast_errors_known_values() -> None:
 
 # -- suites and seed hygiene --------------------------------------------------------------
 def test_default_suite_seeds_disjoint_and_covers_every_fault_type() -> None:
-    from ocad.core import FAULT_TYPES
+    from ocad.core.tooling import FAULT_TYPES
 
     s = load_suite("default")
     assert s.tune_seeds and s.test_seeds
@@ -328,7 +330,7 @@ def test_suite_runs_are_deterministic_and_share_ticks() -> None:
 
 
 def test_clean_mask_excludes_windows_that_hold_a_fault() -> None:
-    from ocad.core._quality import ScoreCache
+    from ocad.core.tooling._quality import ScoreCache
 
     ep = np.array(["a", "b"] * 6, dtype=object)
     ts = np.repeat(np.arange(6) * 5.0, 2)
@@ -352,7 +354,7 @@ class _OffByOneForecaster:
     window: int = 8
 
     def score(self, view: Any) -> Any:
-        from ocad.core import DetectorOutput
+        from ocad.core.plugins import DetectorOutput
 
         y = view.values[:, -1, view.metric_index("udp_echo_rtt_ms")].astype(float)[:, None]
         return DetectorOutput(scores=np.full(view.n, np.nan), metrics=self.metrics,
@@ -401,6 +403,6 @@ def test_labelled_file_evaluates_like_the_fleet(tmp_path: Path) -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import ocad.core._evaluation as ev
+    import ocad.core.tooling._evaluation as ev
 
     assert doctest.testmod(ev).failed == 0

@@ -1,4 +1,4 @@
-"""PluginRegistry (``ocad.core._registry``): hooks, entry points, isolation, env switches."""
+"""PluginRegistry (``ocad.core.plugins._registry``): hooks, entry points, isolation, env switches."""
 
 from __future__ import annotations
 
@@ -10,19 +10,16 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from ocad.core import (
+from ocad.core import MetricKind, MetricSpec, Monitor, OcadPluginError
+from ocad.core.plugins import (
     ORAN_METRICS,
     DetectorContext,
     DetectorOutput,
-    MetricKind,
-    MetricSpec,
-    Monitor,
-    OcadPluginError,
     PluginFailure,
     PluginRegistry,
     hookimpl,
 )
-from ocad.core import _registry
+from ocad.core.plugins import _registry
 
 ORAN = tuple(s.name for s in ORAN_METRICS)
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from ocad.core import OcadDependencyError, PluginRegistry, generate_fleet
-from ocad.core._quality import LabelledRun, MonitorFactory, evaluate
+from ocad.core import OcadDependencyError
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
+from ocad.core.tooling._quality import LabelledRun, MonitorFactory, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def evaluation() -> Any:
 
 def test_report_is_self_contained_html(evaluation: Any, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from ocad.core._report import pick_endpoints, write_report
+    from ocad.core.tooling._report import pick_endpoints, write_report
 
     picks = pick_endpoints(evaluation, max_endpoints=4)
     assert 1 <= len(picks) <= 4
@@ -46,7 +48,7 @@ def test_report_is_self_contained_html(evaluation: Any, tmp_path: Path) -> None:
 
 def test_report_without_matplotlib_names_the_extra(evaluation: Any, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from ocad.core._report import write_report
+    from ocad.core.tooling import write_report
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(OcadDependencyError, match=r"ocad-core\[report\]"):
@@ -55,7 +57,7 @@ def test_report_without_matplotlib_names_the_extra(evaluation: Any, tmp_path: Pa
 
 
 def test_quality_modules_import_no_heavy_dependencies() -> None:
-    code = ("import sys, ocad.core, ocad.core._quality, ocad.core._report, ocad.core.cli\n"
+    code = ("import sys, ocad.core, ocad.core.tooling._quality, ocad.core.tooling._report, ocad.core.cli\n"
             "ocad.core.cli.build_parser()\n"
             "bad = [m for m in ('matplotlib', 'pandas', 'sklearn', 'torch') if m in sys.modules]\n"
             "assert not bad, bad\n")

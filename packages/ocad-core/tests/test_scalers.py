@@ -1,4 +1,4 @@
-"""JSON-serialisable scalers (``ocad.core._scalers``)."""
+"""JSON-serialisable scalers (``ocad.core.artifacts._scalers``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ocad.core import RobustScaler, Scaler, StandardScaler, scaler_from_dict
+from ocad.core.artifacts import RobustScaler, StandardScaler, scaler_from_dict
+from ocad.core.plugins import Scaler
 
 SCALERS = [StandardScaler, RobustScaler]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocad.core import DetectorOutput, DetectorView, Monitor, OcadConfigError, PluginRegistry, generate_fleet
-from ocad.core._shadow import ShadowRunner
+from ocad.core import Monitor, OcadConfigError
+from ocad.core.plugins import DetectorOutput, DetectorView, PluginRegistry
+from ocad.core.tooling import ShadowRunner, generate_fleet
 
 
 class Sure:

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocad.core import Monitor, OcadConfigError, OcadDependencyError, PluginRegistry, generate_fleet
+from ocad.core import Monitor, OcadConfigError, OcadDependencyError
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:PySpark does not yet fully support pandas:FutureWarning",

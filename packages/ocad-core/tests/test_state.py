@@ -1,4 +1,4 @@
-"""Per-endpoint state as plain lists / JSON: export, import, reset (``ocad.core._state``)."""
+"""Per-endpoint state as plain lists / JSON: export, import, reset (``ocad.core.pipeline._state``)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,10 @@ import math
 import numpy as np
 import pytest
 
-import ocad.core._state as state_mod
-from ocad.core import (
-    Monitor,
-    OcadConfigError,
-    PluginRegistry,
-    export_state,
-    generate_fleet,
-    import_state,
-    reset_state,
-)
+import ocad.core.pipeline._state as state_mod
+from ocad.core import Monitor, OcadConfigError, export_state, import_state, reset_state
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
 
 CFG = {"monitor": {"use_shipped_models": False}}
 

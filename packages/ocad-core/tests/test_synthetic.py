@@ -1,4 +1,4 @@
-"""Tests of the seeded synthetic fleet generator (ocad.core._synthetic)."""
+"""Tests of the seeded synthetic fleet generator (ocad.core.tooling._synthetic)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocad.core import _synthetic
+from ocad.core.tooling import _synthetic
 from ocad.core._errors import OcadConfigError, OcadDependencyError
 from ocad.core._metrics import ORAN_METRICS
-from ocad.core._synthetic import FAULT_TYPES, FaultEvent, Fleet, generate_fleet
+from ocad.core.tooling import FAULT_TYPES, FaultEvent, Fleet, generate_fleet
 
 METRICS = tuple(s.name for s in ORAN_METRICS)
 U, E, L, S, C = range(5)
@@ -384,7 +384,7 @@ def test_to_frame_without_pandas_names_the_extra(small: Fleet, monkeypatch) -> N
 
 
 def test_importing_the_module_does_not_import_pandas() -> None:
-    code = "import sys, ocad.core._synthetic as s; s.generate_fleet(3, 600); print('pandas' in sys.modules)"
+    code = "import sys, ocad.core.tooling._synthetic as s; s.generate_fleet(3, 600); print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

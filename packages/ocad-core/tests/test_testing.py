@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocad.core import (
-    ORAN_METRICS,
-    ContinuityDetector,
-    DetectorOutput,
-    DetectorView,
-    MetricRegistry,
-    RuleDetector,
-    SpikeDetector,
-)
+from ocad.core.detectors import ContinuityDetector, RuleDetector, SpikeDetector
+from ocad.core.plugins import ORAN_METRICS, DetectorOutput, DetectorView, MetricRegistry
 from ocad.core.testing import SCENARIOS, check_detector, make_view
 
 REG = MetricRegistry(ORAN_METRICS)

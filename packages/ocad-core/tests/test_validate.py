@@ -1,4 +1,4 @@
-"""Validation policy (``ocad.core._validate``): one test per row of the policy table, then properties."""
+"""Validation policy (``ocad.core.pipeline._validate``): one test per row of the policy table, then properties."""
 
 from __future__ import annotations
 
@@ -15,15 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocad.core import (
-    ORAN_METRICS,
-    MetricKind,
-    MetricRegistry,
-    MetricSpec,
-    OcadValidationError,
-    ValidationStats,
-    Validator,
-)
+from ocad.core import MetricKind, MetricSpec, OcadValidationError
+from ocad.core.pipeline import ValidationStats, Validator
+from ocad.core.plugins import ORAN_METRICS, MetricRegistry
 
 SPECS = {s.name: s for s in ORAN_METRICS}
 NAMES = tuple(SPECS)

@@ -1,4 +1,4 @@
-"""WindowStore (``ocad.core._window``) against a pure-Python model: a dict of deques."""
+"""WindowStore (``ocad.core.pipeline._window``) against a pure-Python model: a dict of deques."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ocad.core import WindowStore
+from ocad.core.pipeline import WindowStore
 
 POOL = [f"ep{i}" for i in range(9)]
 M = 2

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ocad.core import ORAN_METRICS, DetectorContext, MetricRegistry, find_artifacts, load_artifact
+from ocad.core.artifacts import find_artifacts, load_artifact
+from ocad.core.plugins import ORAN_METRICS, DetectorContext, MetricRegistry
 from ocad.core.testing import make_view
 from ocad.detectors_ml import build_detectors, models_dir
 

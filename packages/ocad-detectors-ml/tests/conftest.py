@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import ml_synth as S  # noqa: E402
 
-from ocad.core import Fleet, LoadedArtifact, generate_fleet  # noqa: E402
+from ocad.core.artifacts import LoadedArtifact  # noqa: E402
+from ocad.core.tooling import Fleet, generate_fleet  # noqa: E402
 from ocad.detectors_ml import MultivariateDetector, ResidualDetector  # noqa: E402
 
 from ml_synth import GAUGES, W  # noqa: E402

@@ -18,17 +18,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ocad.core import (
-    ORAN_METRICS,
-    Calibration,
-    DetectorView,
-    FeatureEngine,
-    Fleet,
-    LoadedArtifact,
-    MetricRegistry,
-    load_artifact,
-    write_artifact,
-)
+from ocad.core.artifacts import LoadedArtifact, load_artifact, write_artifact
+from ocad.core.pipeline import FeatureEngine
+from ocad.core.plugins import ORAN_METRICS, Calibration, DetectorView, MetricRegistry
+from ocad.core.tooling import Fleet
 
 OPSET = 17
 

@@ -8,7 +8,11 @@ import ml_synth as S
 import numpy as np
 import pytest
 
-from ocad.core import DetectorView, FeatureEngine, Fleet, LoadedArtifact, Monitor, OcadArtifactError, write_artifact
+from ocad.core import Monitor, OcadArtifactError
+from ocad.core.artifacts import LoadedArtifact, write_artifact
+from ocad.core.pipeline import FeatureEngine
+from ocad.core.plugins import DetectorView
+from ocad.core.tooling import Fleet
 from ocad.detectors_ml import MultivariateDetector
 
 

@@ -11,7 +11,8 @@ import ml_synth as S
 import numpy as np
 import pytest
 
-from ocad.core import Monitor, OcadArtifactError, OcadConfigError, OcadPluginError, PluginRegistry
+from ocad.core import Monitor, OcadArtifactError, OcadConfigError, OcadPluginError
+from ocad.core.plugins import PluginRegistry
 from ocad.detectors_ml import MultivariateDetector, ResidualDetector
 from ocad.detectors_ml import _plugin as ml_plugin
 
@@ -161,7 +162,7 @@ def test_broken_shipped_model_is_reported(model_dir: Path, tmp_path: Path, monke
 
 
 def test_monitor_end_to_end_on_a_fleet_with_faults(model_dir: Path) -> None:
-    from ocad.core import generate_fleet
+    from ocad.core.tooling import generate_fleet
 
     fleet = generate_fleet(n_endpoints=12, duration_s=1800, seed=9)
     mon = Monitor.from_model_dir(model_dir, registry=registry())

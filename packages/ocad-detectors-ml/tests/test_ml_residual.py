@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 from ml_synth import GAUGES, W
 
-from ocad.core import DetectorView, FeatureEngine, Fleet, LoadedArtifact, Monitor, OcadArtifactError
+from ocad.core import Monitor, OcadArtifactError
+from ocad.core.artifacts import LoadedArtifact
+from ocad.core.pipeline import FeatureEngine
+from ocad.core.plugins import DetectorView
+from ocad.core.tooling import Fleet
 from ocad.detectors_ml import Forecaster, ResidualDetector
 
 

@@ -9,8 +9,9 @@ import ml_synth as S
 import numpy as np
 import pytest
 
-from ocad.core import DetectorOutput, DetectorView, Monitor, OcadConfigError, PluginRegistry, generate_fleet
-from ocad.core._shadow import ShadowRunner
+from ocad.core import Monitor, OcadConfigError
+from ocad.core.plugins import DetectorOutput, DetectorView, PluginRegistry
+from ocad.core.tooling import ShadowRunner, generate_fleet
 from ocad.detectors_ml import ResidualDetector
 from ocad.detectors_ml import _plugin as ml_plugin
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ocad.core import DetectorContext, MetricRegistry, ORAN_METRICS, load_artifact
+from ocad.core.artifacts import load_artifact
+from ocad.core.plugins import DetectorContext, MetricRegistry, ORAN_METRICS
 from ocad.detectors_ml import build_detectors, models_dir
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -54,7 +55,7 @@ def test_shipped_residual_is_calibrated_and_sees_a_spike(shipped_detectors: dict
     import ml_synth as S
     import numpy as np
 
-    from ocad.core import generate_fleet
+    from ocad.core.tooling import generate_fleet
 
     det = shipped_detectors.get("residual")
     if det is None:
@@ -80,7 +81,8 @@ def test_shipped_multivariate_sees_a_degraded_endpoint(shipped_detectors: dict) 
     import ml_synth as S
     import numpy as np
 
-    from ocad.core import FeatureEngine, generate_fleet
+    from ocad.core.pipeline import FeatureEngine
+    from ocad.core.tooling import generate_fleet
 
     det = shipped_detectors.get("multivariate")
     if det is None:

@@ -13,7 +13,8 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import ocad.core
     ort_after_core = "onnxruntime" in sys.modules
-    from ocad.core import Monitor, generate_fleet
+    from ocad.core import Monitor
+    from ocad.core.tooling import generate_fleet
 
     mon = Monitor.from_defaults()
     fleet = generate_fleet(n_endpoints=8, duration_s=900, seed=4)

@@ -25,7 +25,7 @@ TINY: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def fleet() -> Any:
-    from ocad.core import generate_fleet
+    from ocad.core.tooling import generate_fleet
 
     return generate_fleet(n_endpoints=6, duration_s=2.5 * 3600, interval_s=5.0, seed=3)
 

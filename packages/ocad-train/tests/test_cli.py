@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ocad.core import ModelStore
+from ocad.core.artifacts import ModelStore
 
 
 def _ocad_main() -> object:

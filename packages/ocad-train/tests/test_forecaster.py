@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ocad.core import Calibration, ModelStore, load_artifact
+from ocad.core.artifacts import ModelStore, load_artifact
+from ocad.core.plugins import Calibration
 from ocad.train import (
     check_parity,
     from_fleet,

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import IsolationForest
 
-from ocad.core import Calibration, OcadConfigError, load_artifact, scaler_from_dict
+from ocad.core import OcadConfigError
+from ocad.core.artifacts import load_artifact, scaler_from_dict
+from ocad.core.plugins import Calibration
 from ocad.train._export import ParityError, check_parity, ort_session
 from ocad.train._iforest import (
     ARTIFACT_KIND,
@@ -315,9 +317,9 @@ def test_parity_failure_writes_no_artifact(monkeypatch: pytest.MonkeyPatch, tmp_
 # -- features from a fleet ------------------------------------------------------------
 
 def test_feature_matrix_from_fleet_rows_are_runtime_windows() -> None:
-    from ocad.core import ORAN_METRICS
-    from ocad.core._features import FeatureEngine
-    from ocad.core._synthetic import generate_fleet
+    from ocad.core.plugins import ORAN_METRICS
+    from ocad.core.pipeline import FeatureEngine
+    from ocad.core.tooling import generate_fleet
 
     fleet = generate_fleet(n_endpoints=7, duration_s=2 * 3600, seed=4)
     engine = FeatureEngine(ORAN_METRICS)
@@ -344,9 +346,9 @@ def test_feature_matrix_from_fleet_rows_are_runtime_windows() -> None:
 
 
 def test_end_to_end_on_a_generated_fleet(tmp_path: Path) -> None:
-    from ocad.core import ORAN_METRICS
-    from ocad.core._features import FeatureEngine
-    from ocad.core._synthetic import generate_fleet
+    from ocad.core.plugins import ORAN_METRICS
+    from ocad.core.pipeline import FeatureEngine
+    from ocad.core.tooling import generate_fleet
 
     fleet = generate_fleet(n_endpoints=16, duration_s=6 * 3600, seed=2)
     engine = FeatureEngine(ORAN_METRICS)

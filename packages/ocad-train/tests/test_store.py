@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import ocad.core._artifact as artifact_mod
-from ocad.core import ModelStore, load_artifact
+import ocad.core.artifacts._artifact as artifact_mod
+from ocad.core.artifacts import ModelStore, load_artifact
 from ocad.train import publish_artifact
 
 MANIFEST = {"name": "tcn-m", "kind": "forecaster", "format": "onnx", "inputs": {"metrics": ["m"]},

@@ -6,7 +6,7 @@ detector judges the *smoothed* offset (the FeatureEngine's EWMA of the window)
 against a time-error budget, so that one noisy sample does not alarm but a
 clock drifting away does.
 
-The detector implements the :class:`ocad.core.Detector` protocol without
+The detector implements the :class:`ocad.core.plugins.Detector` protocol without
 inheriting anything: ``name``, ``kind``, ``metrics``, ``window`` and
 ``score(view)``. It reads features the Monitor already computed for every
 registered metric (``view.features["ptp_offset_ns:ewma"]``), so it costs a few
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ocad.core import Calibration, DetectorOutput, DetectorView, MetricSpec, OcadConfigError
+from ocad.core import MetricSpec, OcadConfigError
+from ocad.core.plugins import Calibration, DetectorOutput, DetectorView
 
 __all__ = ["DEFAULT_CALIBRATION", "PTP_OFFSET", "PtpOffsetDetector"]
 

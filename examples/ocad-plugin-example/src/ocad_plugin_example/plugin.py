@@ -1,6 +1,6 @@
 """The plugin module named by the entry point ``example = "ocad_plugin_example.plugin"``.
 
-Each function is a hook implementation (see ``ocad.core.hookspecs`` for every
+Each function is a hook implementation (see ``ocad.core.plugins.hookspecs`` for every
 hook and its documentation). OCAD calls them when a registry is built, e.g. by
 ``Monitor.from_defaults()`` or ``ocad plugins``.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ocad.core import hookimpl
+from ocad.core.plugins import hookimpl
 
 from .detector import PTP_OFFSET, PtpOffsetDetector
 
 if TYPE_CHECKING:
-    from ocad.core import Detector, DetectorContext, MetricSpec
+    from ocad.core import MetricSpec
+    from ocad.core.plugins import Detector, DetectorContext
 
 
 @hookimpl

@@ -19,13 +19,13 @@ lists and JSON, for runners that shard endpoints; ``ocad.core.spark`` (extra
 
 from __future__ import annotations
 
-from ._alerts import Alert, AlertEvent, AlertPolicy, AlertPolicyConfig
-from ._artifact import LoadedArtifact, find_artifacts, load_artifact, write_artifact
-from ._calibration import Calibration
-from ._changepoint import ChangepointDetector, pelt, pelt_last_change
+from .pipeline._alerts import Alert, AlertEvent, AlertPolicy, AlertPolicyConfig
+from .artifacts._artifact import LoadedArtifact, find_artifacts, load_artifact, write_artifact
+from .detectors._calibration import Calibration
+from .detectors._changepoint import ChangepointDetector, pelt, pelt_last_change
 from ._config import MonitorConfig
-from ._detector_base import CalibratedDetector, RawScores
-from ._ensemble import CompositeDetector, CompositeOutput, DetectorHealth
+from .detectors._base import CalibratedDetector, RawScores
+from .pipeline._composite import CompositeDetector, CompositeOutput, DetectorHealth
 from ._errors import (
     OcadArtifactError,
     OcadConfigError,
@@ -34,26 +34,26 @@ from ._errors import (
     OcadPluginError,
     OcadValidationError,
 )
-from ._evaluation import EventMatch, alerts_from_events, match_events, summarize_matches
-from ._features import FeatureEngine
-from ._io import read_records, write_events
+from .tooling._evaluation import EventMatch, alerts_from_events, match_events, summarize_matches
+from .pipeline._features import FeatureEngine
+from .tooling._io import read_records, write_events
 from ._metrics import ORAN_METRICS, MetricKind, MetricRegistry, MetricSpec
 from ._monitor import Monitor
-from ._protocols import Detector, ModelArtifact, Scaler
-from ._quality import Evaluation, Suite, evaluate, load_labelled_file, load_suite, tune_weights
-from ._registry import DetectorContext, PluginFailure, PluginInfo, PluginRegistry
-from ._report import write_report
-from ._rules import DEFAULT_THRESHOLDS, RuleDetector
-from ._scalers import RobustScaler, StandardScaler, scaler_from_dict
-from ._shadow import ShadowReport, ShadowRunner
-from ._state import export_state, import_state, reset_state
-from ._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
-from ._store import ModelStore
-from ._synthetic import FAULT_TYPES, EndpointInfo, FaultEvent, Fleet, generate_fleet
-from ._validate import Batch, ValidationStats, Validator
+from .plugins._protocols import Detector, ModelArtifact, Scaler
+from .tooling._quality import Evaluation, Suite, evaluate, load_labelled_file, load_suite, tune_weights
+from .plugins._registry import DetectorContext, PluginFailure, PluginInfo, PluginRegistry
+from .tooling._report import write_report
+from .detectors._rules import DEFAULT_THRESHOLDS, RuleDetector
+from .artifacts._scalers import RobustScaler, StandardScaler, scaler_from_dict
+from .tooling._shadow import ShadowReport, ShadowRunner
+from .pipeline._state import export_state, import_state, reset_state
+from .detectors._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
+from .artifacts._store import ModelStore
+from .tooling._synthetic import FAULT_TYPES, EndpointInfo, FaultEvent, Fleet, generate_fleet
+from .pipeline._validate import Batch, ValidationStats, Validator
 from ._view import DetectorOutput, DetectorView, Evidence, FeatureFrame
-from ._window import WindowStore
-from .hookspecs import hookimpl
+from .pipeline._window import WindowStore
+from .plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

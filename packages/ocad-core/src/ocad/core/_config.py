@@ -39,7 +39,7 @@ from typing import Any
 
 import attrs
 
-from ._alerts import AlertPolicyConfig
+from .pipeline._alerts import AlertPolicyConfig
 from ._errors import OcadConfigError
 
 __all__ = ["MonitorConfig"]

@@ -31,15 +31,15 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._alerts import AlertEvent, AlertPolicy
+from .pipeline._alerts import AlertEvent, AlertPolicy
 from ._config import MonitorConfig
-from ._ensemble import CompositeDetector, CompositeOutput
+from .pipeline._composite import CompositeDetector, CompositeOutput
 from ._errors import OcadArtifactError, OcadConfigError, OcadValidationError
-from ._features import FeatureEngine
-from ._registry import DetectorContext, PluginRegistry, default_registry
-from ._validate import Batch, ValidationStats, Validator
+from .pipeline._features import FeatureEngine
+from .plugins._registry import DetectorContext, PluginRegistry, default_registry
+from .pipeline._validate import Batch, ValidationStats, Validator
 from ._view import DetectorView, FeatureFrame
-from ._window import WindowStore
+from .pipeline._window import WindowStore
 
 __all__ = ["Monitor"]
 
@@ -141,7 +141,7 @@ class Monitor:
         Shipped default models are not loaded: the artifacts replace them. Metrics named by the
         artifacts that are not registered are added as user metrics (gauges).
         """
-        from ._artifact import find_artifacts, load_artifact
+        from .artifacts._artifact import find_artifacts, load_artifact
         from ._metrics import MetricSpec
 
         reg = registry if registry is not None else default_registry()

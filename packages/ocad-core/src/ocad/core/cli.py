@@ -63,9 +63,9 @@ def detector_contributions(events: Sequence[Any]) -> dict[str, float]:
 
 # -- commands -----------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ._evaluation import alerts_from_events, match_events, summarize_matches
-    from ._io import write_events
-    from ._synthetic import generate_fleet
+    from .tooling._evaluation import alerts_from_events, match_events, summarize_matches
+    from .tooling._io import write_events
+    from .tooling._synthetic import generate_fleet
 
     print(f"Generating a fleet: {args.endpoints} endpoints x {args.hours} h every {args.interval} s "
           f"(seed {args.seed}) with labelled faults ...", file=sys.stderr)
@@ -119,7 +119,7 @@ def _num(v: float | None) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ._synthetic import FAULT_TYPES, generate_fleet
+    from .tooling._synthetic import FAULT_TYPES, generate_fleet
 
     faults: Any = True
     if args.faults == "none":
@@ -140,7 +140,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from ._io import read_records, write_events
+    from .tooling._io import read_records, write_events
 
     from ._progress import Progress
 
@@ -168,11 +168,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ._monitor import Monitor
-    from ._synthetic import generate_fleet
+    from .tooling._synthetic import generate_fleet
 
     mon = Monitor(args.config) if args.config else Monitor.from_defaults(use_shipped_models=False)
     if args.data:
-        from ._io import read_records
+        from .tooling._io import read_records
 
         data: Any = read_records(args.data)
     else:
@@ -187,7 +187,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     from ._monitor import Monitor
-    from ._registry import default_registry
+    from .plugins._registry import default_registry
 
     reg = default_registry()
     mon = Monitor(registry=reg)
@@ -217,7 +217,7 @@ def _quality_factory(args: argparse.Namespace) -> Any:
     import attrs
 
     from ._config import MonitorConfig
-    from ._quality import MonitorFactory
+    from .tooling._quality import MonitorFactory
 
     cfg = MonitorConfig.coerce(args.config) if getattr(args, "config", None) else MonitorConfig()
     if getattr(args, "core_only", False):
@@ -226,7 +226,7 @@ def _quality_factory(args: argparse.Namespace) -> Any:
 
 
 def _quality_source(args: argparse.Namespace) -> Any:
-    from ._quality import load_labelled_file
+    from .tooling._quality import load_labelled_file
 
     if args.data:
         return load_labelled_file(args.data, args.events)
@@ -234,7 +234,7 @@ def _quality_source(args: argparse.Namespace) -> Any:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ._quality import evaluate, format_evaluation
+    from .tooling._quality import evaluate, format_evaluation
 
     ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
                   ablation=args.ablation, progress=not args.quiet)
@@ -247,7 +247,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_tune_weights(args: argparse.Namespace) -> int:
     import tomllib
 
-    from ._quality import tune_weights
+    from .tooling._quality import tune_weights
 
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
     res = tune_weights(args.suite, factory=_quality_factory(args), seeds=seeds, rounds=args.rounds,
@@ -267,8 +267,8 @@ def cmd_tune_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ._quality import evaluate, format_evaluation
-    from ._report import write_report
+    from .tooling._quality import evaluate, format_evaluation
+    from .tooling._report import write_report
 
     ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
                   ablation=args.ablation, progress=not args.quiet)
@@ -298,7 +298,7 @@ def _add_quality_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._registry import default_registry
+    from .plugins._registry import default_registry
 
     parser = argparse.ArgumentParser(prog="ocad", description="OCAD anomaly detection for network operations")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")

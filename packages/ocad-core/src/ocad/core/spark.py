@@ -154,7 +154,7 @@ class MonitorSpec:
     def build(self, model_path: str | None = None) -> Any:
         """A new Monitor; ``model_path``: where the model directory is on this machine."""
         from ._monitor import Monitor
-        from ._registry import PluginRegistry, default_registry
+        from .plugins._registry import PluginRegistry, default_registry
 
         registry = default_registry() if self.autoload_plugins else PluginRegistry(autoload=False)
         if self.model_dir is None:
@@ -185,7 +185,7 @@ def _model_path(spec: MonitorSpec) -> str | None:
 
 def _executor_monitor(spec: MonitorSpec) -> Any:
     """This process's Monitor for ``spec``, with empty state: built once, reset per group."""
-    from ._state import reset_state
+    from .pipeline._state import reset_state
 
     mon = _MONITORS.get(spec.key)
     if mon is None:
@@ -427,7 +427,7 @@ def _stream_group(spec: MonitorSpec, names: tuple[str, ...], want_scores: bool, 
                   key: tuple[Any, ...], pdfs: Iterator[Any], state: Any) -> Iterator[Any]:
     import pandas as pd
 
-    from ._state import export_state, import_state
+    from .pipeline._state import export_state, import_state
 
     mon = _executor_monitor(spec)
     if state.exists:

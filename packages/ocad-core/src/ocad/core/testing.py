@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from ._features import FeatureEngine
+from .pipeline._features import FeatureEngine
 from ._metrics import ORAN_METRICS, MetricKind, MetricRegistry, MetricSpec
-from ._protocols import Detector
+from .plugins._protocols import Detector
 from ._view import DetectorOutput, DetectorView
 
 __all__ = ["SCENARIOS", "check_detector", "make_view"]
@@ -62,7 +62,7 @@ def _registry(detector: Any, metrics: MetricRegistry | Iterable[MetricSpec] | No
     unknown = [m for m in getattr(detector, "metrics", ()) if isinstance(m, str) and m not in reg]
     if unknown:
         try:  # a plugin's metrics: take their specs (kind, range) from the plugins that define them
-            from ._registry import default_registry
+            from .plugins._registry import default_registry
 
             known = default_registry().metrics()
         except Exception:  # noqa: BLE001 - the kit must work without any plugin
@@ -285,7 +285,8 @@ def check_detector(detector: Any, *, n: int = 64, seed: int = 0, big_n: int = 20
 
     Example
     -------
-    >>> from ocad.core import SpikeDetector, ORAN_METRICS, MetricRegistry
+    >>> from ocad.core.detectors import SpikeDetector
+    >>> from ocad.core.plugins import ORAN_METRICS, MetricRegistry
     >>> check_detector(SpikeDetector.from_registry(MetricRegistry(ORAN_METRICS)), n=24, big_n=0)
     """
     name = _check_protocol(detector)

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ocad.core import Calibration, LoadedArtifact, OcadArtifactError
+from ocad.core import OcadArtifactError
+from ocad.core.artifacts import LoadedArtifact
+from ocad.core.plugins import Calibration
 
 __all__ = ["FillPolicy", "get", "get_calibration", "get_float", "get_int", "get_str", "label"]
 

@@ -58,16 +58,10 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ocad.core import (
-    ORAN_METRICS,
-    Calibration,
-    DetectorOutput,
-    DetectorView,
-    FeatureEngine,
-    LoadedArtifact,
-    MetricSpec,
-    OcadArtifactError,
-)
+from ocad.core import MetricSpec, OcadArtifactError
+from ocad.core.artifacts import LoadedArtifact
+from ocad.core.pipeline import FeatureEngine
+from ocad.core.plugins import ORAN_METRICS, Calibration, DetectorOutput, DetectorView
 
 from . import _manifest as mf
 from ._session import SessionConfig, load_session

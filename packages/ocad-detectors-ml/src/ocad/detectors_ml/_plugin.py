@@ -30,14 +30,16 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocad.core import LoadedArtifact, OcadArtifactError, OcadConfigError, hookimpl, load_artifact
+from ocad.core import OcadArtifactError, OcadConfigError
+from ocad.core.artifacts import LoadedArtifact, load_artifact
+from ocad.core.plugins import hookimpl
 
 from ._multivariate import MULTIVARIATE_KIND, MultivariateDetector
 from ._residual import FORECASTER_KIND, Forecaster, ResidualDetector
 from ._session import SessionConfig
 
 if TYPE_CHECKING:
-    from ocad.core import Detector, DetectorContext, ModelArtifact
+    from ocad.core.plugins import Detector, DetectorContext, ModelArtifact
 
 __all__ = ["build_detectors", "last_errors", "models_dir", "shipped_artifacts"]
 

@@ -31,7 +31,7 @@ Combining metrics
 -----------------
 The endpoint's score is the largest of its K calibrated metric scores, and the
 max of K scores passes a threshold about K times as often as one score does. So
-the max goes through a second stage, like :class:`ocad.core.CalibratedDetector`:
+the max goes through a second stage, like :class:`ocad.core.plugins.CalibratedDetector`:
 
 * by default the Šidák correction ``s = max_k(s_k) ** K`` (``K`` = the metrics
   judged *for that endpoint*): exact when the metric scores of normal data are
@@ -55,7 +55,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ocad.core import Calibration, DetectorOutput, DetectorView, LoadedArtifact, MetricSpec, OcadArtifactError
+from ocad.core import MetricSpec, OcadArtifactError
+from ocad.core.artifacts import LoadedArtifact
+from ocad.core.plugins import Calibration, DetectorOutput, DetectorView
 
 from . import _manifest as mf
 from ._session import SessionConfig, load_session

@@ -45,7 +45,8 @@ from typing import Any
 
 import attrs
 
-from ocad.core import LoadedArtifact, OcadArtifactError, OcadConfigError
+from ocad.core import OcadArtifactError, OcadConfigError
+from ocad.core.artifacts import LoadedArtifact
 
 __all__ = ["DEFAULT_SESSION_OPTIONS", "SessionConfig", "load_session"]
 

@@ -184,7 +184,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 # -- models ------------------------------------------------------------------------
 
 def _store(args: argparse.Namespace) -> Any:
-    from ocad.core import ModelStore
+    from ocad.core.artifacts import ModelStore
 
     if not ModelStore.is_store(args.store):
         raise OcadConfigError(f"{args.store} is not a model store (no store.json); train into it first")

@@ -237,11 +237,11 @@ def resolve_metric_specs(metrics: Sequence[str],
     A metric nobody declared (a column of the user's file) gets ``MetricSpec(name)``:
     unit ``""``, ``higher_is_worse = True``.
     """
-    from ocad.core import ORAN_METRICS
+    from ocad.core.plugins import ORAN_METRICS
 
     known: dict[str, MetricSpec] = {s.name: s for s in ORAN_METRICS}
     try:
-        from ocad.core import PluginRegistry
+        from ocad.core.plugins import PluginRegistry
 
         for spec in PluginRegistry().metrics():
             known.setdefault(spec.name, spec)

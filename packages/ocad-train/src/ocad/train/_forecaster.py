@@ -2,12 +2,12 @@
 
 :func:`train_forecasters` is the Python API behind ``ocad train``. For each
 metric it writes one artifact ``tcn-<metric>`` (kind ``"forecaster"``, format
-``"onnx"``) as a new version of a :class:`~ocad.core.ModelStore` and promotes it.
+``"onnx"``) as a new version of a :class:`~ocad.core.artifacts.ModelStore` and promotes it.
 Scratch files (checkpoints for ``resume``, the Parquet datasets) go to a work
 directory, by default ``<store>/.work/tcn-<metric>/``.
 
 Manifest fields (besides ``schema_version``, ``created`` and ``files``, which
-:func:`ocad.core.write_artifact` fills in):
+:func:`ocad.core.artifacts.write_artifact` fills in):
 
 ``name, kind, version, format``
     ``"tcn-<metric>"``, ``"forecaster"``, semver from the store, ``"onnx"``.
@@ -46,7 +46,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ocad.core import LoadedArtifact, MetricSpec, ModelStore, OcadError
+from ocad.core import MetricSpec, OcadError
+from ocad.core.artifacts import LoadedArtifact, ModelStore
 
 from ._config import ForecasterConfig, TrainConfig, load_config, resolve_metric_specs
 from ._data import SeriesTable, as_table

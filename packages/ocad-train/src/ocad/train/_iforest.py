@@ -1,7 +1,7 @@
 """Multivariate Isolation Forest on window features: train, export to ONNX, check, write.
 
 :func:`feature_matrix_from_fleet` turns a fleet into rows of window features (the
-same :class:`~ocad.core._features.FeatureEngine` the runtime runs), and
+same :class:`~ocad.core.pipeline._features.FeatureEngine` the runtime runs), and
 :func:`train_iforest` fits the forest, exports it with
 :func:`~ocad.train._onnx_trees.iforest_to_onnx`, proves parity and writes the
 ``iforest-multivariate`` artifact.
@@ -21,7 +21,7 @@ CFM loopback) or lost samples have NaN features. For every row:
    The imputation is *inside the ONNX graph* (``IsNaN`` + ``Where``), so the runtime
    feeds raw float32 features, NaN included, and nothing else.
 
-The scaler (a :class:`~ocad.core.RobustScaler` fitted on the training features) is
+The scaler (a :class:`~ocad.core.artifacts.RobustScaler` fitted on the training features) is
 folded into the tree thresholds (``scaler_in_graph: true``); it is stored in the
 manifest for evidence (observed vs. expected) and audit, never re-applied.
 
@@ -45,7 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from ocad.core import Calibration, LoadedArtifact, OcadConfigError, RobustScaler, write_artifact
+from ocad.core import OcadConfigError
+from ocad.core.artifacts import LoadedArtifact, RobustScaler, write_artifact
+from ocad.core.plugins import Calibration
 
 from ._export import ParityError, check_parity, ort_session
 from ._onnx_trees import (

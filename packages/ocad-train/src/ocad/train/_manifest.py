@@ -6,7 +6,7 @@ manifest with these, so artifacts look alike:
 * :func:`library_versions` → ``manifest["library_versions"]``
 * :func:`data_fingerprint` → ``manifest["training_data"]["fingerprint"]``
 * :func:`publish_artifact` writes the artifact atomically as the next version of a
-  :class:`~ocad.core.ModelStore` and promotes it.
+  :class:`~ocad.core.artifacts.ModelStore` and promotes it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ocad.core import LoadedArtifact, ModelStore, write_artifact
+from ocad.core.artifacts import LoadedArtifact, ModelStore, write_artifact
 
 __all__ = ["data_fingerprint", "library_versions", "publish_artifact"]
 
@@ -80,7 +80,7 @@ def publish_artifact(store: ModelStore | str | os.PathLike[str], manifest: Mappi
     """Write ``manifest`` + ``files`` as a new version of ``manifest["name"]`` in a model store.
 
     The version is ``version`` (it must not exist yet: versions are immutable) or
-    the store's next version (``1.0.0``, ``1.1.0``, ...). The write is atomic (:func:`ocad.core.write_artifact`):
+    the store's next version (``1.0.0``, ``1.1.0``, ...). The write is atomic (:func:`ocad.core.artifacts.write_artifact`):
     if it fails, no version directory appears and the active pointer is unchanged.
     With ``promote`` the new version becomes active only after it was written and
     verified.

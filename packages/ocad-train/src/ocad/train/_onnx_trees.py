@@ -232,7 +232,7 @@ def iforest_to_onnx(model: IsolationForest, *, center: np.ndarray | None = None,
                     doc_string: str = "") -> onnx.ModelProto:
     """Export a fitted :class:`sklearn.ensemble.IsolationForest` as described in the module doc.
 
-    ``center`` / ``scale`` (per feature, e.g. a fitted :class:`ocad.core.RobustScaler`'s
+    ``center`` / ``scale`` (per feature, e.g. a fitted :class:`ocad.core.artifacts.RobustScaler`'s
     ``center_`` / ``scale_``) describe the scaling applied *before* the forest; they
     are folded into the thresholds so the graph takes raw features. ``impute``
     (one raw value per feature, e.g. ``float32(center_)``: the training median)

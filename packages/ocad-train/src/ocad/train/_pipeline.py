@@ -29,7 +29,7 @@ table one, called as::
     ``multivariate`` table holds the forest's options; ``train.seed``,
     ``forecaster.fractions`` / ``window`` are there for consistent splits.
 ``store``
-    The :class:`ocad.core.ModelStore` to publish into
+    The :class:`ocad.core.artifacts.ModelStore` to publish into
     (:func:`ocad.train.publish_artifact`).
 """
 
@@ -41,7 +41,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ocad.core import LoadedArtifact, ModelStore, OcadConfigError
+from ocad.core import OcadConfigError
+from ocad.core.artifacts import LoadedArtifact, ModelStore
 
 from ._config import DataConfig, TrainConfig, load_config
 from ._data import SeriesTable, as_table, from_fleet
@@ -54,9 +55,9 @@ log = logging.getLogger("ocad.train")
 def simulate_table(data: DataConfig) -> SeriesTable:
     """A synthetic fleet from ocad-core's generator, as a table."""
     try:
-        from ocad.core import generate_fleet
+        from ocad.core.tooling import generate_fleet
     except ImportError as exc:  # pragma: no cover - only with an ocad-core without the generator
-        raise OcadConfigError("--simulate needs ocad-core's synthetic fleet generator (ocad.core.generate_fleet)") \
+        raise OcadConfigError("--simulate needs ocad-core's synthetic fleet generator (ocad.core.tooling.generate_fleet)") \
             from exc
     fleet = generate_fleet(n_endpoints=int(data.endpoints), duration_s=float(data.hours) * 3600.0,
                            interval_s=float(data.interval_s), seed=int(data.seed), faults=data.faults)
@@ -142,7 +143,7 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
 
     import numpy as np
 
-    from ocad.core import FeatureEngine
+    from ocad.core.pipeline import FeatureEngine
 
     from . import _iforest
     from ._config import resolve_metric_specs

@@ -1,13 +1,13 @@
 """The ``ocad`` entry point of ocad-train: adds ``train``, ``export`` and ``models`` to the CLI.
 
-Loaded by every :class:`ocad.core.PluginRegistry`, so it imports nothing heavy.
+Loaded by every :class:`ocad.core.plugins.PluginRegistry`, so it imports nothing heavy.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ocad.core.hookspecs import hookimpl
+from ocad.core.plugins import hookimpl
 
 
 @hookimpl

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ocad.core import Calibration
+from ocad.core.plugins import Calibration
 
 __all__ = ["RESIDUAL_SCORE_DOC", "fit_residual_calibration", "fit_residual_scaler", "residual_raw_scores"]
 

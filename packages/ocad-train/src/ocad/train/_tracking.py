@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ocad.core import LoadedArtifact
+from ocad.core.artifacts import LoadedArtifact
 
 from ._errors import require_extra
 

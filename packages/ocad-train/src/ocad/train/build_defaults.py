@@ -25,7 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ocad.core import LoadedArtifact, OcadError, write_artifact
+from ocad.core import OcadError
+from ocad.core.artifacts import LoadedArtifact, write_artifact
 
 __all__ = ["build_defaults", "main"]
 
@@ -45,7 +46,7 @@ def _install(art: LoadedArtifact, dest: Path) -> LoadedArtifact:
         os.replace(target, old)
     os.replace(staged, target)
     shutil.rmtree(old, ignore_errors=True)
-    from ocad.core import load_artifact
+    from ocad.core.artifacts import load_artifact
 
     return load_artifact(target)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import require
+from .._errors import require
 
 __all__ = ["pick_endpoints", "render_html", "write_report"]
 
@@ -209,7 +209,7 @@ def render_html(metrics: Mapping[str, Any], figures: Sequence[tuple[str, str]], 
 
 
 def write_report(evaluation: Any, path: str | os.PathLike[str], *, max_endpoints: int = 8) -> Path:
-    """Write the HTML report of an :class:`~ocad.core._quality.Evaluation` to ``path``.
+    """Write the HTML report of an :class:`~ocad.core.tooling._quality.Evaluation` to ``path``.
 
     Raises :class:`~ocad.core.OcadDependencyError` when matplotlib (``report`` extra) is missing.
     """

@@ -33,10 +33,10 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._alerts import AlertEvent, AlertPolicy, AlertPolicyConfig
-from ._ensemble import CompositeDetector, CompositeOutput
-from ._errors import OcadConfigError
-from ._view import DetectorView
+from ..pipeline._alerts import AlertEvent, AlertPolicy, AlertPolicyConfig
+from ..pipeline._composite import CompositeDetector, CompositeOutput
+from .._errors import OcadConfigError
+from .._view import DetectorView
 
 __all__ = ["ShadowReport", "ShadowRunner"]
 
@@ -179,7 +179,7 @@ class ShadowRunner:
         ``keep_others=False``: the candidate set is exactly ``candidates``. Weights,
         alert policy, warm-up and time budget are the Monitor's.
         """
-        from ._monitor import DEFAULT_WEIGHTS
+        from .._monitor import DEFAULT_WEIGHTS
 
         cand = {d.name: d for d in candidates}
         if len(cand) != len(candidates):
@@ -202,7 +202,7 @@ class ShadowRunner:
         Any artifact that fails to load or build raises: a shadow comparison with
         a silently missing candidate would report agreement that means nothing.
         """
-        from ._artifact import find_artifacts, load_artifact
+        from ..artifacts._artifact import find_artifacts, load_artifact
 
         paths = find_artifacts(path)
         if not paths:

@@ -25,8 +25,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._errors import OcadConfigError, require
-from ._metrics import ORAN_METRICS, MetricKind
+from .._errors import OcadConfigError, require
+from .._metrics import ORAN_METRICS, MetricKind
 
 __all__ = ["FAULT_TYPES", "EndpointInfo", "FaultEvent", "Fleet", "generate_fleet"]
 

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._alerts import AlertEvent
-from ._errors import OcadValidationError, require
+from ..pipeline._alerts import AlertEvent
+from .._errors import OcadValidationError, require
 
 __all__ = ["LABEL_COLUMNS", "read_records", "write_events"]
 

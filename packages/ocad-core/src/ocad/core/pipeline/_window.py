@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import OcadConfigError
+from .._errors import OcadConfigError
 
 __all__ = ["WindowStore"]
 

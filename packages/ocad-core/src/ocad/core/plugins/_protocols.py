@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._view import DetectorOutput, DetectorView
+from .._view import DetectorOutput, DetectorView
 
 __all__ = ["Detector", "ModelArtifact", "Scaler"]
 

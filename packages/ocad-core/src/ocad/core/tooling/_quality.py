@@ -1,7 +1,7 @@
 """Quality harness: evaluation suites, ``evaluate``, detector ablation and weight tuning.
 
 ``ocad evaluate`` / ``ocad tune-weights`` / ``ocad report`` are thin wrappers around
-:func:`evaluate`, :func:`tune_weights` and :func:`ocad.core._report.write_report`.
+:func:`evaluate`, :func:`tune_weights` and :func:`ocad.core.tooling._report.write_report`.
 
 How a run is scored
 -------------------
@@ -46,10 +46,10 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._alerts import Alert, AlertEvent, AlertPolicy, AlertPolicyConfig
-from ._config import MonitorConfig
-from ._ensemble import CompositeOutput
-from ._errors import OcadConfigError, OcadValidationError
+from ..pipeline._alerts import Alert, AlertEvent, AlertPolicy, AlertPolicyConfig
+from .._config import MonitorConfig
+from ..pipeline._composite import CompositeOutput
+from .._errors import OcadConfigError, OcadValidationError
 from ._evaluation import (
     LabelledEvent,
     _group_by_endpoint,
@@ -65,7 +65,7 @@ from ._evaluation import (
     roc_auc,
     summarize_matches,
 )
-from ._view import DetectorOutput
+from .._view import DetectorOutput
 
 __all__ = [
     "ABLATION_ROWS",
@@ -348,7 +348,7 @@ class LabelledRun:
 
     def feed(self, mon: Any, progress: bool = False) -> list[AlertEvent]:
         """Every sample through ``mon`` in time order; returns the alert events."""
-        from ._progress import Progress
+        from .._progress import Progress
 
         d = self.data
         events: list[AlertEvent] = []
@@ -406,7 +406,7 @@ def load_labelled_file(path: str | os.PathLike[str], events_path: str | os.PathL
     if not p.is_file():
         raise OcadValidationError("path", str(p), "file does not exist")
     if p.suffix.lower() in (".parquet", ".pq"):
-        from ._errors import require
+        from .._errors import require
 
         pd = require("pandas", "io", "reading Parquet")
         df = pd.read_parquet(p)
@@ -528,7 +528,7 @@ class MonitorFactory:
     extra_detectors: tuple[Any, ...] = ()
 
     def __call__(self, *, disable: Iterable[str] = (), alerts: Mapping[str, Any] | None = None) -> Any:
-        from ._monitor import Monitor
+        from .._monitor import Monitor
 
         cfg = self.config
         dets = {k: dict(v) for k, v in cfg.detectors.items()}

@@ -24,9 +24,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._errors import OcadConfigError
-from ._protocols import Detector
-from ._view import DetectorOutput, DetectorView
+from .._errors import OcadConfigError
+from ..plugins._protocols import Detector
+from .._view import DetectorOutput, DetectorView
 
 __all__ = ["CompositeDetector", "CompositeOutput", "DetectorHealth"]
 

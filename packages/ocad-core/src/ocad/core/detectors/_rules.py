@@ -39,10 +39,10 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._errors import OcadConfigError
-from ._metrics import MetricRegistry
-from ._detector_base import feature_matrix
-from ._view import DetectorOutput, DetectorView
+from .._errors import OcadConfigError
+from .._metrics import MetricRegistry
+from ._base import feature_matrix
+from .._view import DetectorOutput, DetectorView
 
 __all__ = ["DEFAULT_THRESHOLDS", "RuleDetector"]
 

@@ -41,8 +41,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._errors import OcadValidationError
-from ._metrics import RESERVED, MetricKind, MetricRegistry, MetricSpec
+from .._errors import OcadValidationError
+from .._metrics import RESERVED, MetricKind, MetricRegistry, MetricSpec
 
 __all__ = ["Batch", "ValidationStats", "Validator"]
 

@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._alerts import Alert, AlertEvent
+from ..pipeline._alerts import Alert, AlertEvent
 
 __all__ = [
     "EventMatch",

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ._alerts import Alert, _State
-from ._errors import OcadConfigError
+from .._errors import OcadConfigError
 from ._validate import ValidationStats
 from ._window import WindowStore
 

@@ -31,9 +31,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._ensemble import CompositeOutput
-from ._errors import OcadConfigError
-from ._view import Evidence
+from ._composite import CompositeOutput
+from .._errors import OcadConfigError
+from .._view import Evidence
 
 __all__ = ["Alert", "AlertEvent", "AlertPolicy", "AlertPolicyConfig"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._errors import OcadConfigError
-from ._metrics import ORAN_METRICS, MetricKind, MetricSpec
+from .._errors import OcadConfigError
+from .._metrics import ORAN_METRICS, MetricKind, MetricSpec
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -25,15 +25,15 @@ def ocad_metrics() -> Iterable[MetricSpec]:
 
 @hookimpl
 def ocad_detectors(context: DetectorContext) -> Iterable[Detector]:
-    from ._rules import RuleDetector
-    from ._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
+    from ..detectors._rules import RuleDetector
+    from ..detectors._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
 
     m = context.metrics
     out: list[Detector] = [RuleDetector.from_options(m, context.options("rule"))]
     kinds = {s.kind for s in m}
     if MetricKind.GAUGE in kinds:
         out.append(_build("spike", context, SpikeDetector.from_registry, m))
-        from ._changepoint import ChangepointDetector
+        from ..detectors._changepoint import ChangepointDetector
 
         out.append(_build("changepoint", context, ChangepointDetector.from_specs, m))
     if kinds & {MetricKind.BOOLEAN, MetricKind.COUNT}:

@@ -25,9 +25,9 @@ import attrs
 import numpy as np
 
 from ._calibration import Calibration
-from ._detector_base import CalibratedDetector, RawScores, feature_matrix, gaussian_tail_calibration
-from ._metrics import MetricKind, MetricRegistry
-from ._view import DetectorView
+from ._base import CalibratedDetector, RawScores, feature_matrix, gaussian_tail_calibration
+from .._metrics import MetricKind, MetricRegistry
+from .._view import DetectorView
 
 __all__ = ["ConcurrencyDetector", "ContinuityDetector", "SpikeDetector"]
 

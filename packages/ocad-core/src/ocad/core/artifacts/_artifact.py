@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import OcadArtifactError
+from .._errors import OcadArtifactError
 
 __all__ = [
     "MANIFEST",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._artifact import LoadedArtifact, current_umask, load_artifact
-from ._errors import OcadArtifactError
+from .._errors import OcadArtifactError
 
 __all__ = ["ModelStore"]
 

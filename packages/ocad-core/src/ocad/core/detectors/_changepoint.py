@@ -28,10 +28,10 @@ import attrs
 import numpy as np
 
 from ._calibration import Calibration
-from ._detector_base import CalibratedDetector, RawScores
-from ._errors import OcadConfigError
-from ._metrics import MetricKind, MetricSpec
-from ._view import DetectorOutput, DetectorView
+from ._base import CalibratedDetector, RawScores
+from .._errors import OcadConfigError
+from .._metrics import MetricKind, MetricSpec
+from .._view import DetectorOutput, DetectorView
 
 __all__ = ["ChangepointDetector", "pelt", "pelt_last_change"]
 

@@ -40,8 +40,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._metrics import MetricKind, MetricRegistry, MetricSpec
-from ._view import FeatureFrame
+from .._metrics import MetricKind, MetricRegistry, MetricSpec
+from .._view import FeatureFrame
 
 __all__ = ["BASE_FEATURES", "FeatureEngine"]
 
@@ -72,7 +72,7 @@ class FeatureEngine:
 
     Example
     -------
-    >>> from ocad.core import ORAN_METRICS
+    >>> from ocad.core.plugins import ORAN_METRICS
     >>> fe = FeatureEngine(ORAN_METRICS[:1])
     >>> v = np.ones((2, 8, 1), np.float32); ts = np.tile(np.arange(8.0) * 5, (2, 1))
     >>> float(fe.compute(v, ts)["udp_echo_rtt_ms:mean"][0])

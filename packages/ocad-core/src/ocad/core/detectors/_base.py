@@ -25,7 +25,7 @@ import attrs
 import numpy as np
 
 from ._calibration import Calibration, transform_columns
-from ._view import DetectorOutput, DetectorView, FeatureFrame
+from .._view import DetectorOutput, DetectorView, FeatureFrame
 
 __all__ = ["CalibratedDetector", "RawScores", "feature_matrix", "gaussian_tail_calibration"]
 

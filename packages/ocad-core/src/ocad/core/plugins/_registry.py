@@ -12,8 +12,8 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from ._errors import OcadConfigError, OcadPluginError
-from ._metrics import MetricRegistry
+from .._errors import OcadConfigError, OcadPluginError
+from .._metrics import MetricRegistry
 
 __all__ = ["DetectorContext", "PluginFailure", "PluginInfo", "PluginRegistry"]
 
@@ -166,7 +166,7 @@ class PluginRegistry:
 
     def metrics(self, extra: Mapping[str, Mapping[str, Any]] | None = None) -> MetricRegistry:
         """All metrics from plugins, plus user metrics from config (``{name: spec-dict}``)."""
-        from ._metrics import MetricSpec
+        from .._metrics import MetricSpec
 
         reg = MetricRegistry()
         for plugin, specs in self.call_each("ocad_metrics"):
