@@ -1,4 +1,5 @@
-"""The public surface of ``ocad.core``: the facade's ``__all__``, light imports, documented hooks."""
+"""The public surface of ``ocad.core``: the facades' ``__all__``, deprecation shims, light imports,
+documented hooks."""
 
 from __future__ import annotations
 
@@ -8,39 +9,169 @@ import inspect
 import subprocess
 import sys
 import types
-from importlib import metadata
+import warnings
+from importlib import metadata, resources
 
 import pytest
 
 import ocad.core
-from ocad.core import hookspecs
+from ocad.core.plugins import hookspecs
 
 HEAVY = ("pandas", "torch", "sklearn", "onnxruntime", "matplotlib")
+FACADES = ["ocad.core", "ocad.core.artifacts", "ocad.core.detectors", "ocad.core.pipeline", "ocad.core.plugins",
+           "ocad.core.tooling"]
+
+#: What each facade must offer (the names are its contract; a missing one fails here).
+EXPECTED = {
+    "ocad.core": {
+        "Alert", "AlertEvent", "AlertPolicyConfig", "Evidence", "MetricKind", "MetricSpec", "Monitor", "MonitorConfig",
+        "OcadArtifactError", "OcadConfigError", "OcadDependencyError", "OcadError", "OcadPluginError",
+        "OcadValidationError", "export_state", "import_state", "reset_state",
+    },
+    "ocad.core.plugins": {
+        "hookimpl", "hookspec", "Detector", "ModelArtifact", "Scaler", "DetectorContext", "PluginRegistry",
+        "PluginInfo", "PluginFailure", "MetricSpec", "MetricKind", "MetricRegistry", "ORAN_METRICS", "DetectorView",
+        "DetectorOutput", "FeatureFrame", "Evidence", "CalibratedDetector", "RawScores", "Calibration",
+    },
+    "ocad.core.artifacts": {
+        "LoadedArtifact", "find_artifacts", "load_artifact", "write_artifact", "ModelStore", "RobustScaler",
+        "StandardScaler", "scaler_from_dict",
+    },
+    "ocad.core.tooling": {
+        "evaluate", "load_suite", "tune_weights", "write_report", "generate_fleet", "Fleet", "FaultEvent",
+        "EndpointInfo", "FAULT_TYPES", "ShadowRunner", "ShadowReport", "match_events", "alerts_from_events",
+        "summarize_matches", "EventMatch", "Evaluation", "Suite", "load_labelled_file", "read_records",
+        "write_events",
+    },
+    "ocad.core.detectors": {
+        "CalibratedDetector", "Calibration", "ChangepointDetector", "ConcurrencyDetector", "ContinuityDetector",
+        "DEFAULT_THRESHOLDS", "RawScores", "RuleDetector", "SpikeDetector", "pelt", "pelt_last_change",
+    },
+    "ocad.core.pipeline": {
+        "Alert", "AlertEvent", "AlertPolicy", "AlertPolicyConfig", "Batch", "CompositeDetector", "CompositeOutput",
+        "DetectorHealth", "FeatureEngine", "ValidationStats", "Validator", "WindowStore", "export_state",
+        "import_state", "reset_state",
+    },
+}
+
+#: ``ocad.core.__all__`` before the layout change (issue #14): every name must still resolve.
+OLD_ALL = {
+    "Alert", "AlertEvent", "AlertPolicy", "AlertPolicyConfig", "Batch", "CalibratedDetector", "Calibration",
+    "ChangepointDetector", "CompositeDetector", "CompositeOutput", "ConcurrencyDetector", "ContinuityDetector",
+    "DEFAULT_THRESHOLDS", "Detector", "DetectorContext", "DetectorHealth", "DetectorOutput", "DetectorView",
+    "EndpointInfo", "Evaluation", "EventMatch", "Evidence", "FAULT_TYPES", "FaultEvent", "FeatureEngine",
+    "FeatureFrame", "Fleet", "LoadedArtifact", "MetricKind", "MetricRegistry", "MetricSpec", "ModelArtifact",
+    "ModelStore", "Monitor", "MonitorConfig", "ORAN_METRICS", "OcadArtifactError", "OcadConfigError",
+    "OcadDependencyError", "OcadError", "OcadPluginError", "OcadValidationError", "PluginFailure", "PluginInfo",
+    "PluginRegistry", "RawScores", "RobustScaler", "RuleDetector", "Scaler", "ShadowReport", "ShadowRunner",
+    "SpikeDetector", "StandardScaler", "Suite", "ValidationStats", "Validator", "WindowStore", "alerts_from_events",
+    "evaluate", "export_state", "find_artifacts", "generate_fleet", "hookimpl", "import_state", "load_artifact",
+    "load_labelled_file", "load_suite", "match_events", "pelt", "pelt_last_change", "read_records", "reset_state",
+    "scaler_from_dict", "summarize_matches", "tune_weights", "write_artifact", "write_events", "write_report",
+}
 
 
-def test_all_is_sorted_and_unique():
-    assert ocad.core.__all__ == sorted(ocad.core.__all__)
-    assert len(set(ocad.core.__all__)) == len(ocad.core.__all__)
+@pytest.mark.parametrize("name", FACADES)
+def test_all_is_sorted_and_unique(name):
+    mod = importlib.import_module(name)
+    assert mod.__all__ == sorted(mod.__all__)
+    assert len(set(mod.__all__)) == len(mod.__all__)
 
 
-def test_all_is_complete():
-    ns = vars(ocad.core)
+@pytest.mark.parametrize("name", FACADES)
+def test_all_is_complete(name):
+    mod = importlib.import_module(name)
+    ns = vars(mod)
     public = {n for n, v in ns.items()
               if not n.startswith("_") and not isinstance(v, types.ModuleType) and n != "annotations"}
-    assert public - set(ocad.core.__all__) == set(), "public names missing from __all__"
-    assert [n for n in ocad.core.__all__ if n not in ns] == [], "names in __all__ that do not exist"
+    assert public - set(mod.__all__) == set(), "public names missing from __all__"
+    assert [n for n in mod.__all__ if n not in ns] == [], "names in __all__ that do not exist"
+    assert set(mod.__all__) == EXPECTED[name]
+
+
+def test_integrations_is_an_empty_package():
+    mod = importlib.import_module("ocad.core.integrations")
+    assert not [n for n in vars(mod) if not n.startswith("_")]
 
 
 def test_version_matches_distribution():
     assert ocad.core.__version__ == metadata.version("ocad-core")
 
 
+def test_every_old_name_still_resolves():
+    assert OLD_ALL == set(ocad.core.__all__) | set(ocad.core._MOVED)
+    assert not set(ocad.core.__all__) & set(ocad.core._MOVED)
+
+
+@pytest.mark.parametrize("name", sorted(ocad.core._MOVED))
+def test_moved_name_warns_and_is_the_same_object(name):
+    home = ocad.core._MOVED[name]
+    assert name in importlib.import_module(home).__all__
+    with pytest.warns(DeprecationWarning, match=rf"from {home} import {name}`"):
+        old = getattr(ocad.core, name)
+    assert old is getattr(importlib.import_module(home), name)
+
+
+def test_from_import_of_a_moved_name_warns():
+    with pytest.warns(DeprecationWarning, match="ocad.core.pipeline"):
+        from ocad.core import WindowStore
+    from ocad.core.pipeline import WindowStore as new
+    assert WindowStore is new
+
+
+def test_facade_names_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in ocad.core.__all__:
+            getattr(ocad.core, n)
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ocad.core.no_such_name  # noqa: B018
+
+
+def test_hookspecs_shim_reexports_the_plugin_contract():
+    import ocad.core.hookspecs as shim
+
+    assert shim.hookimpl is hookspecs.hookimpl and shim.hookspec is hookspecs.hookspec
+    assert shim.PROJECT == hookspecs.PROJECT
+    assert shim.ocad_detectors is hookspecs.ocad_detectors
+
+
+def test_registry_registers_the_specs_of_the_plugins_module():
+    from ocad.core.plugins import PluginRegistry
+
+    reg = PluginRegistry(autoload=False)
+    assert {h for h in dir(reg.pm.hook) if h.startswith("ocad_")} == set(HOOKS)
+    assert reg.pm.hook.ocad_detectors.spec.function is hookspecs.ocad_detectors
+
+
+def test_package_data_resolves():
+    root = resources.files("ocad.core")
+    assert root.joinpath("data/calibration.json").is_file()
+    assert root.joinpath("data/suites/default.toml").is_file()
+
+
+# -- light imports -------------------------------------------------------------------------------------------------
+
 def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-def test_import_pulls_in_no_heavy_dependency():
-    code = ("import sys, ocad.core; "
+@pytest.mark.parametrize("module", ["ocad.core", "ocad.core.pipeline", "ocad.core.detectors", "ocad.core.plugins",
+                                    "ocad.core.artifacts", "ocad.core.hookspecs"])
+def test_import_pulls_in_no_heavy_dependency_and_no_tooling(module):
+    code = (f"import sys, {module}; "
+            f"bad = [m for m in sys.modules if m.split('.')[0] in {HEAVY!r} "
+            "or m.startswith(('ocad.core.tooling', 'ocad.core.integrations'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = _run(code)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_tooling_import_pulls_in_no_heavy_dependency():
+    code = ("import sys, ocad.core.tooling; "
             f"bad = [m for m in {HEAVY!r} if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = _run(code)
@@ -53,10 +184,13 @@ def test_core_monitor_runs_without_torch_or_sklearn():
             "m.score_frame([{'endpoint_id': 'a', 'ts': float(i), 'udp_echo_rtt_ms': 4.0} for i in range(40)], "
             "as_frame=False); "
             "bad = [x for x in ('torch', 'sklearn', 'matplotlib', 'pandas') if x in sys.modules]; "
+            "bad += [x for x in sys.modules if x.startswith('ocad.core.tooling')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = _run(code)
     assert r.returncode == 0, r.stdout + r.stderr
 
+
+# -- hooks and errors ----------------------------------------------------------------------------------------------
 
 HOOKS = [n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, f"{hookspecs.PROJECT}_spec")]
 

@@ -8,24 +8,31 @@ The one import an embedding application needs::
     for event in mon.observe(records):       # records: {"endpoint_id", "ts", <metric>: value}
         print(event.event, event.alert.endpoint_id, event.alert.severity, event.alert.evidence)
 
-Each stage of the data flow lives in one private module: ``_validate`` (Validator),
-``_window`` (WindowStore), ``_features`` (FeatureEngine), detectors in ``_rules``,
-``_statistical`` and ``_changepoint``, ``_ensemble`` (CompositeDetector), ``_alerts``
-(AlertPolicy) and ``_monitor`` (Monitor), which wires them together. ``_state``
-exports and imports one endpoint's (or a group's) window and alert state as plain
-lists and JSON, for runners that shard endpoints; ``ocad.core.spark`` (extra
-``spark``) is such a runner on Apache Spark.
+This module is the narrow facade for an embedding application: the Monitor and
+its config, alerts and their events, evidence, errors, state export/import and the
+metric spec. Everything else lives in a subpackage by stage (see
+docs/architecture.md):
+
+* :mod:`ocad.core.pipeline`: Validator, WindowStore, FeatureEngine,
+  CompositeDetector, AlertPolicy, state export/import;
+* :mod:`ocad.core.detectors`: the built-in detectors and calibration;
+* :mod:`ocad.core.plugins`: what a plugin author needs (hooks, protocols, registry);
+* :mod:`ocad.core.artifacts`: model artifacts, the model store, scalers;
+* :mod:`ocad.core.tooling`: evaluation, tuning, report, synthetic fleet, shadow
+  runs (never loaded by ``import ocad.core``);
+* :mod:`ocad.core.spark` (extra ``spark``): a runner that shards endpoints on Spark.
+
+Names this module exported before the layout change still resolve for one release,
+with a :class:`DeprecationWarning` that names their new home.
 """
 
 from __future__ import annotations
 
-from .pipeline._alerts import Alert, AlertEvent, AlertPolicy, AlertPolicyConfig
-from .artifacts._artifact import LoadedArtifact, find_artifacts, load_artifact, write_artifact
-from .detectors._calibration import Calibration
-from .detectors._changepoint import ChangepointDetector, pelt, pelt_last_change
+import importlib
+import warnings
+from importlib import metadata
+
 from ._config import MonitorConfig
-from .detectors._base import CalibratedDetector, RawScores
-from .pipeline._composite import CompositeDetector, CompositeOutput, DetectorHealth
 from ._errors import (
     OcadArtifactError,
     OcadConfigError,
@@ -34,106 +41,79 @@ from ._errors import (
     OcadPluginError,
     OcadValidationError,
 )
-from .tooling._evaluation import EventMatch, alerts_from_events, match_events, summarize_matches
-from .pipeline._features import FeatureEngine
-from .tooling._io import read_records, write_events
-from ._metrics import ORAN_METRICS, MetricKind, MetricRegistry, MetricSpec
+from ._metrics import MetricKind, MetricSpec
 from ._monitor import Monitor
-from .plugins._protocols import Detector, ModelArtifact, Scaler
-from .tooling._quality import Evaluation, Suite, evaluate, load_labelled_file, load_suite, tune_weights
-from .plugins._registry import DetectorContext, PluginFailure, PluginInfo, PluginRegistry
-from .tooling._report import write_report
-from .detectors._rules import DEFAULT_THRESHOLDS, RuleDetector
-from .artifacts._scalers import RobustScaler, StandardScaler, scaler_from_dict
-from .tooling._shadow import ShadowReport, ShadowRunner
+from ._view import Evidence
+from .pipeline._alerts import Alert, AlertEvent, AlertPolicyConfig
 from .pipeline._state import export_state, import_state, reset_state
-from .detectors._statistical import ConcurrencyDetector, ContinuityDetector, SpikeDetector
-from .artifacts._store import ModelStore
-from .tooling._synthetic import FAULT_TYPES, EndpointInfo, FaultEvent, Fleet, generate_fleet
-from .pipeline._validate import Batch, ValidationStats, Validator
-from ._view import DetectorOutput, DetectorView, Evidence, FeatureFrame
-from .pipeline._window import WindowStore
-from .plugins.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("ocad-core")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Alert",
     "AlertEvent",
-    "AlertPolicy",
     "AlertPolicyConfig",
-    "Batch",
-    "CalibratedDetector",
-    "Calibration",
-    "ChangepointDetector",
-    "CompositeDetector",
-    "CompositeOutput",
-    "ConcurrencyDetector",
-    "ContinuityDetector",
-    "DEFAULT_THRESHOLDS",
-    "Detector",
-    "DetectorContext",
-    "DetectorHealth",
-    "DetectorOutput",
-    "DetectorView",
-    "EndpointInfo",
-    "Evaluation",
-    "EventMatch",
     "Evidence",
-    "FAULT_TYPES",
-    "FaultEvent",
-    "FeatureEngine",
-    "FeatureFrame",
-    "Fleet",
-    "LoadedArtifact",
     "MetricKind",
-    "MetricRegistry",
     "MetricSpec",
-    "ModelArtifact",
-    "ModelStore",
     "Monitor",
     "MonitorConfig",
-    "ORAN_METRICS",
     "OcadArtifactError",
     "OcadConfigError",
     "OcadDependencyError",
     "OcadError",
     "OcadPluginError",
     "OcadValidationError",
-    "PluginFailure",
-    "PluginInfo",
-    "PluginRegistry",
-    "RawScores",
-    "RobustScaler",
-    "RuleDetector",
-    "Scaler",
-    "ShadowReport",
-    "ShadowRunner",
-    "SpikeDetector",
-    "StandardScaler",
-    "Suite",
-    "ValidationStats",
-    "Validator",
-    "WindowStore",
-    "alerts_from_events",
-    "evaluate",
     "export_state",
-    "find_artifacts",
-    "generate_fleet",
-    "hookimpl",
     "import_state",
-    "load_artifact",
-    "load_labelled_file",
-    "load_suite",
-    "match_events",
-    "pelt",
-    "pelt_last_change",
-    "read_records",
     "reset_state",
-    "scaler_from_dict",
-    "summarize_matches",
-    "tune_weights",
-    "write_artifact",
-    "write_events",
-    "write_report",
 ]
+
+#: Names this module exported before the layout change, and their new home. They
+#: resolve through :func:`__getattr__` with a DeprecationWarning for one release.
+_MOVED: dict[str, str] = {
+    **dict.fromkeys(
+        ("AlertPolicy", "Batch", "CompositeDetector", "CompositeOutput", "DetectorHealth", "FeatureEngine",
+         "ValidationStats", "Validator", "WindowStore"),
+        "ocad.core.pipeline",
+    ),
+    **dict.fromkeys(
+        ("ChangepointDetector", "ConcurrencyDetector", "ContinuityDetector", "DEFAULT_THRESHOLDS", "RuleDetector",
+         "SpikeDetector", "pelt", "pelt_last_change"),
+        "ocad.core.detectors",
+    ),
+    **dict.fromkeys(
+        ("CalibratedDetector", "Calibration", "Detector", "DetectorContext", "DetectorOutput", "DetectorView",
+         "FeatureFrame", "MetricRegistry", "ModelArtifact", "ORAN_METRICS", "PluginFailure", "PluginInfo",
+         "PluginRegistry", "RawScores", "Scaler", "hookimpl"),
+        "ocad.core.plugins",
+    ),
+    **dict.fromkeys(
+        ("LoadedArtifact", "ModelStore", "RobustScaler", "StandardScaler", "find_artifacts", "load_artifact",
+         "scaler_from_dict", "write_artifact"),
+        "ocad.core.artifacts",
+    ),
+    **dict.fromkeys(
+        ("FAULT_TYPES", "EndpointInfo", "Evaluation", "EventMatch", "FaultEvent", "Fleet", "ShadowReport",
+         "ShadowRunner", "Suite", "alerts_from_events", "evaluate", "generate_fleet", "load_labelled_file",
+         "load_suite", "match_events", "read_records", "summarize_matches", "tune_weights", "write_events",
+         "write_report"),
+        "ocad.core.tooling",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module 'ocad.core' has no attribute {name!r}")
+    warnings.warn(
+        f"ocad.core.{name} is deprecated and goes away in the next release; "
+        f"use `from {home} import {name}`",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(home), name)
