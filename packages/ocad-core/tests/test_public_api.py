@@ -1,8 +1,9 @@
-"""The public surface of ``ocad.core``: the facades' ``__all__``, deprecation shims, light imports,
-documented hooks."""
+"""The public surface of ``ocad.core``: the facades' ``__all__``, deprecation shims, import direction,
+light imports, documented hooks."""
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import inspect
@@ -11,6 +12,7 @@ import sys
 import types
 import warnings
 from importlib import metadata, resources
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ from ocad.core.plugins import hookspecs
 HEAVY = ("pandas", "torch", "sklearn", "onnxruntime", "matplotlib")
 FACADES = ["ocad.core", "ocad.core.artifacts", "ocad.core.detectors", "ocad.core.pipeline", "ocad.core.plugins",
            "ocad.core.tooling"]
+CORE_DIR = Path(ocad.core.__file__).parent
 
 #: What each facade must offer (the names are its contract; a missing one fails here).
 EXPECTED = {
@@ -151,6 +154,87 @@ def test_package_data_resolves():
     root = resources.files("ocad.core")
     assert root.joinpath("data/calibration.json").is_file()
     assert root.joinpath("data/suites/default.toml").is_file()
+
+
+# -- import direction ---------------------------------------------------------------------------------------------
+
+_NOT_RUNTIME_DIRS = {"tooling", "integrations"}
+_NOT_RUNTIME_FILES = {"cli.py", "spark.py", "testing.py"}
+_FORBIDDEN = ("ocad.core.tooling", "ocad.core.integrations")
+
+
+def _runtime_modules() -> list[Path]:
+    out = []
+    for p in sorted(CORE_DIR.rglob("*.py")):
+        rel = p.relative_to(CORE_DIR)
+        if rel.parts[0] in _NOT_RUNTIME_DIRS or (len(rel.parts) == 1 and rel.name in _NOT_RUNTIME_FILES):
+            continue
+        out.append(p)
+    return out
+
+
+def _imported_modules(path: Path) -> list[str]:
+    """Absolute names of everything ``path`` imports (module level and inside functions)."""
+    rel = path.relative_to(CORE_DIR.parent.parent)  # ocad/core/...
+    package = ".".join(rel.parts[:-1])  # the package the module is in (for __init__, the package itself)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            found.append(mod)
+            found += [f"{mod}.{a.name}" for a in node.names]  # ``from ocad.core import tooling``
+    return found
+
+
+def test_runtime_module_list_is_the_runtime():
+    names = {p.relative_to(CORE_DIR).as_posix() for p in _runtime_modules()}
+    assert {"__init__.py", "_monitor.py", "pipeline/_alerts.py", "plugins/_registry.py", "hookspecs.py"} <= names
+    assert not {n for n in names if n.startswith(("tooling/", "integrations/")) or n in _NOT_RUNTIME_FILES}
+
+
+def test_the_import_resolver_sees_relative_imports():
+    mods = _imported_modules(CORE_DIR / "tooling" / "_quality.py")
+    assert "ocad.core.pipeline._alerts" in mods and "ocad.core.tooling._synthetic" in mods
+
+
+@pytest.mark.parametrize("path", _runtime_modules(), ids=lambda p: p.relative_to(CORE_DIR).as_posix())
+def test_no_runtime_module_imports_tooling_or_integrations(path):
+    bad = [m for m in _imported_modules(path) if m == _FORBIDDEN[0] or m == _FORBIDDEN[1]
+           or m.startswith(tuple(f + "." for f in _FORBIDDEN))]
+    assert bad == [], f"{path.relative_to(CORE_DIR)} imports {bad}: runtime must not depend on tooling"
+
+
+#: The layering inside the runtime (docs/architecture.md): what each group may import of ocad.core.
+_DATA_MODEL = {"_errors", "_metrics", "_view"}
+_ALLOWED = {
+    "data model": _DATA_MODEL,
+    "detectors": _DATA_MODEL | {"detectors"},
+    "plugins": _DATA_MODEL | {"detectors", "plugins"},
+    "artifacts": _DATA_MODEL | {"artifacts"},
+    "pipeline": _DATA_MODEL | {"plugins", "pipeline"},
+}
+
+
+def _group(path: Path) -> str | None:
+    rel = path.relative_to(CORE_DIR)
+    if len(rel.parts) == 1:
+        return "data model" if rel.stem in _DATA_MODEL else None
+    return rel.parts[0] if rel.parts[0] in _ALLOWED else None
+
+
+@pytest.mark.parametrize("path", [p for p in _runtime_modules() if _group(p)],
+                         ids=lambda p: p.relative_to(CORE_DIR).as_posix())
+def test_layering_inside_the_runtime(path):
+    used = {m.split(".")[2] for m in _imported_modules(path) if m.startswith("ocad.core.")}
+    bad = used - _ALLOWED[_group(path)]
+    assert bad == set(), f"{path.relative_to(CORE_DIR)} ({_group(path)}) imports {sorted(bad)}"
 
 
 # -- light imports -------------------------------------------------------------------------------------------------
