@@ -7,6 +7,8 @@ Example TOML::
     capacity = 100000        # endpoints held at once (LRU eviction beyond)
     idle_timeout_s = 3600    # evict endpoints silent this long (sample time)
     warmup_samples = 16      # samples before an endpoint may alert (default: window // 2)
+    warmup_s = 1800          # ... and this much sample time (its baselines learn meanwhile)
+    warmup_max_samples = 360 # ... or this many samples, whichever comes first with warmup_samples
     clock_reset_s = 300      # a timestamp this far back restarts the endpoint's window
     time_budget_s = 0.5      # per detector per tick; over-budget detectors are skipped
     use_shipped_models = true
@@ -23,7 +25,13 @@ Example TOML::
     enabled = false
 
     [alerts]
-    open_threshold = 0.55
+    open_threshold = 0.5     # surprise: -log10(p) / 10
+
+    [baselines]              # long-horizon per-endpoint baselines (ocad.core._baseline)
+    level_half_life_s = 3600
+
+    [selfcal]                # per-endpoint re-calibration of every detector (ocad.core._selfcal)
+    half_life_s = 259200
 
     [onnxruntime]
     intra_op_num_threads = 1
@@ -40,15 +48,17 @@ from typing import Any
 import attrs
 
 from .pipeline._alerts import AlertPolicyConfig
+from .pipeline._baseline import BaselineConfig
 from ._errors import OcadConfigError
+from .pipeline._selfcal import SelfCalibrationConfig
 
 __all__ = ["MonitorConfig"]
 
 _MONITOR_KEYS = {
     "window", "capacity", "idle_timeout_s", "clock_reset_s", "time_budget_s", "use_shipped_models",
-    "metrics", "calibration", "max_consecutive_failures", "warmup_samples",
+    "metrics", "calibration", "max_consecutive_failures", "warmup_samples", "warmup_s", "warmup_max_samples",
 }
-_TOP_KEYS = {"monitor", "metrics", "detectors", "alerts", "onnxruntime"}
+_TOP_KEYS = {"monitor", "metrics", "detectors", "alerts", "onnxruntime", "baselines", "selfcal"}
 
 
 def _pos_int(name: str, v: Any) -> int:
@@ -76,12 +86,16 @@ class MonitorConfig:
     time_budget_s: float | None = None
     max_consecutive_failures: int = 3
     warmup_samples: int | None = None
+    warmup_s: float = 1800.0
+    warmup_max_samples: int = 360
     use_shipped_models: bool = True
     metrics: tuple[str, ...] | None = None
     calibration: str | None = None
     user_metrics: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     detectors: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     alerts: AlertPolicyConfig = attrs.field(factory=AlertPolicyConfig)
+    baselines: BaselineConfig = attrs.field(factory=BaselineConfig)
+    selfcal: SelfCalibrationConfig = attrs.field(factory=SelfCalibrationConfig)
     onnxruntime: Mapping[str, Any] = attrs.field(factory=dict)
 
     @classmethod
@@ -125,6 +139,13 @@ class MonitorConfig:
             kw["max_consecutive_failures"] = _pos_int("max_consecutive_failures", mon["max_consecutive_failures"])
         if "warmup_samples" in mon:
             kw["warmup_samples"] = _pos_int("warmup_samples", mon["warmup_samples"])
+        if "warmup_max_samples" in mon:
+            kw["warmup_max_samples"] = _pos_int("warmup_max_samples", mon["warmup_max_samples"])
+        if "warmup_s" in mon:
+            v = mon["warmup_s"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise OcadConfigError(f"monitor.warmup_s = {v!r}: must be a number >= 0")
+            kw["warmup_s"] = float(v)
         if "idle_timeout_s" in mon:
             kw["idle_timeout_s"] = _opt_pos_float("idle_timeout_s", mon["idle_timeout_s"])
         if "clock_reset_s" in mon:
@@ -159,6 +180,11 @@ class MonitorConfig:
                     raise OcadConfigError(f"detectors.{name}.weight = {w!r}: must be a number >= 0")
         kw["detectors"] = {k: dict(v) for k, v in dets.items()}
         kw["alerts"] = AlertPolicyConfig.from_mapping(data.get("alerts", {}))
+        for key, cls_ in (("baselines", BaselineConfig), ("selfcal", SelfCalibrationConfig)):
+            table = data.get(key, {})
+            if not isinstance(table, Mapping):
+                raise OcadConfigError(f"{key}: expected a table")
+            kw[key] = cls_.from_mapping(table)
         ort = data.get("onnxruntime", {})
         if not isinstance(ort, Mapping):
             raise OcadConfigError("onnxruntime: expected a table")

@@ -46,7 +46,9 @@ class MetricSpec:
     """One metric: its name, unit, kind and valid range.
 
     Values outside ``[low, high]`` are rejected (counted as ``out_of_range``);
-    ``higher_is_worse`` tells one-sided detectors which direction is a fault.
+    ``higher_is_worse`` tells detectors which direction is a fault: True (a rise, e.g.
+    a delay), False (a drop, e.g. a success rate or throughput) or None (not declared:
+    both directions are judged; the default for a user metric).
 
     >>> MetricSpec("my_kpi", unit="ms", low=0.0).kind
     <MetricKind.GAUGE: 'gauge'>
@@ -57,7 +59,7 @@ class MetricSpec:
     kind: MetricKind = attrs.field(default=MetricKind.GAUGE, converter=MetricKind)
     low: float = attrs.field(default=-math.inf, converter=float)
     high: float = attrs.field(default=math.inf, converter=float)
-    higher_is_worse: bool = True
+    higher_is_worse: bool | None = attrs.field(default=None)
     description: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -88,15 +90,15 @@ class MetricSpec:
 
 ORAN_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
-        "udp_echo_rtt_ms", unit="ms", low=0.0, high=60_000.0,
+        "udp_echo_rtt_ms", unit="ms", low=0.0, high=60_000.0, higher_is_worse=True,
         description="UDP echo round-trip time between O-DU and O-RU / transport endpoint.",
     ),
     MetricSpec(
-        "ecpri_delay_us", unit="us", low=0.0, high=10_000_000.0,
+        "ecpri_delay_us", unit="us", low=0.0, high=10_000_000.0, higher_is_worse=True,
         description="eCPRI one-way delay measurement (message type 5).",
     ),
     MetricSpec(
-        "lbm_rtt_ms", unit="ms", low=0.0, high=60_000.0,
+        "lbm_rtt_ms", unit="ms", low=0.0, high=60_000.0, higher_is_worse=True,
         description="Ethernet CFM loopback (LBM/LBR) round-trip time.",
     ),
     MetricSpec(
@@ -104,7 +106,7 @@ ORAN_METRICS: tuple[MetricSpec, ...] = (
         description="1 when the CFM loopback got its reply, 0 when it did not.",
     ),
     MetricSpec(
-        "ccm_miss_count", unit="1", kind=MetricKind.COUNT, low=0.0, high=1_000_000.0,
+        "ccm_miss_count", unit="1", kind=MetricKind.COUNT, low=0.0, high=1_000_000.0, higher_is_worse=True,
         description="CFM continuity-check messages missed in the interval.",
     ),
 )

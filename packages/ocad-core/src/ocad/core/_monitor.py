@@ -32,11 +32,13 @@ import attrs
 import numpy as np
 
 from .pipeline._alerts import AlertEvent, AlertPolicy
+from .pipeline._baseline import Baselines
 from ._config import MonitorConfig
 from .pipeline._composite import CompositeDetector, CompositeOutput
 from ._errors import OcadArtifactError, OcadConfigError, OcadValidationError
 from .pipeline._features import FeatureEngine
 from .plugins._registry import DetectorContext, PluginRegistry, default_registry
+from .pipeline._selfcal import SelfCalibration, prior_surprise
 from .pipeline._validate import Batch, ValidationStats, Validator
 from ._view import DetectorView, FeatureFrame
 from .pipeline._window import WindowStore
@@ -45,9 +47,9 @@ __all__ = ["Monitor"]
 
 log = logging.getLogger("ocad.monitor")
 
-# Fitted by `ocad tune-weights --suite default` on the suite's tuning seeds only (docs/quality.md).
-DEFAULT_WEIGHTS = {"rule": 1.5, "spike": 0.5, "changepoint": 1.0, "continuity": 1.0, "concurrency": 0.5,
-                   "residual": 1.5, "multivariate": 0.25}
+# Weights of the Cauchy combination (docs/quality.md says how they were chosen).
+DEFAULT_WEIGHTS = {"rule": 1.0, "spike": 1.0, "changepoint": 1.0, "continuity": 1.0, "concurrency": 1.0,
+                   "level": 1.0, "recurrence": 1.0, "residual": 1.0, "multivariate": 1.0}
 SNAPSHOT_VERSION = 1
 
 
@@ -108,8 +110,9 @@ class Monitor:
         self.window = max(cfg.window, self.composite.window)
         # Statistics of a half-empty window are noise: no alert opens before this many samples.
         self.warmup_samples = cfg.warmup_samples if cfg.warmup_samples is not None else self.window // 2
-        self.store = WindowStore(len(metrics), self.window, capacity=cfg.capacity,
-                                 idle_timeout_s=cfg.idle_timeout_s)
+        self.baselines = Baselines(len(metrics), cfg.baselines)
+        self.selfcal = SelfCalibration(len(self.composite.detectors), cfg.selfcal)
+        self.store = self.new_store()
         self.features = FeatureEngine(metrics)
         self.validator = Validator(metrics)
         self.policy = AlertPolicy(cfg.alerts)
@@ -195,6 +198,14 @@ class Monitor:
                 except (KeyError, TypeError, ValueError) as exc:
                     log.warning("calibration for %r not loaded: %s", d.name, exc)
 
+    def new_store(self) -> WindowStore:
+        """An empty WindowStore for this Monitor, with the per-row state of its stages."""
+        store = WindowStore(len(self.metrics), self.window, capacity=self.config.capacity,
+                            idle_timeout_s=self.config.idle_timeout_s)
+        self.baselines.register(store)
+        self.selfcal.register(store)
+        return store
+
     # -- observing ----------------------------------------------------------
     @property
     def detectors(self) -> tuple[Any, ...]:
@@ -278,13 +289,25 @@ class Monitor:
         if evicted:
             events += self.policy.drop(evicted, float(store.max_ts))
         view = self._view(rows, b)
-        comp = self.composite.score(view)
-        events += self.policy.update(b.endpoint_id, b.ts, comp, ready=view.counts >= self.warmup_samples)
+        comp = self.composite.score(view, lambda u: self.selfcal.pvalues(store, rows, u))
+        self.last_ready = ready = self._ready(rows, b.ts, view.counts)
+        events += self.policy.update(b.endpoint_id, b.ts, comp, ready=ready)
+        # Learn after judging, and not from endpoints under an alert (open or pending).
+        frozen = self.baselines.set_guard(store, rows, b.ts, self.policy.guarded(b.endpoint_id))
+        if comp.calibrated is not None:
+            self.selfcal.update(store, rows, b.ts, prior_surprise(comp.calibrated), frozen)
+        self.baselines.update(store, rows, b.ts, b.values, frozen)
         for sh in self.shadows:
             sh.observe_tick(view, b, comp, events)
         if self._score_sink is not None:
             self._score_sink.append(self._score_rows(b, comp))
         return events
+
+    def _ready(self, rows: np.ndarray, ts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Endpoints past their warm-up: enough samples and enough sample time (or many samples)."""
+        cfg = self.config
+        age = self.baselines.age(self.store, rows, ts)
+        return (counts >= self.warmup_samples) & ((age >= cfg.warmup_s) | (counts >= cfg.warmup_max_samples))
 
     def _evict_idle(self, active: np.ndarray) -> list[str]:
         st = self.store
@@ -303,6 +326,7 @@ class Monitor:
         # Over the whole window the Monitor keeps; FeatureFrame.window records it, so that a
         # detector trained on features of the same length uses them instead of recomputing.
         feats = self.features.compute(values, ts)
+        baseline = self.baselines.frame(self.store, rows, b.ts)
         # Every detector of the tick gets these same arrays, read-only: one that writes into them (an
         # in-place normalisation) fails alone instead of corrupting the detectors after it, the warm-up
         # counts and the alerts' endpoint ids. Read-only *views*: the buffers themselves stay writable.
@@ -310,7 +334,7 @@ class Monitor:
                             values=_read_only(values), ts=_read_only(ts),
                             capabilities=_read_only(self.store.capabilities[rows]),
                             features=FeatureFrame(feats.names, _read_only(feats.data), window=feats.window),
-                            counts=_read_only(self.store.count[rows]))
+                            counts=_read_only(self.store.count[rows]), baseline=baseline)
 
     # -- scoring a whole frame ------------------------------------------------
     @staticmethod
@@ -366,6 +390,7 @@ class Monitor:
             tick += 1
             if tick > self.window and tick % every == 0:
                 views.append(self._view(rows, b))
+            self.baselines.update(self.store, rows, b.ts, b.values, np.zeros(len(rows), dtype=bool))
 
         if isinstance(data, Iterable) and not _is_frame(data) and not isinstance(data, (list, tuple)):
             for ep, ts, vals in data:
@@ -383,8 +408,7 @@ class Monitor:
             if hasattr(d, "fit") and hasattr(d, "params_to_dict"):
                 d.fit(views)
                 doc["detectors"][d.name] = d.params_to_dict()
-        self.store = WindowStore(len(self.metrics), self.window, capacity=self.config.capacity,
-                                 idle_timeout_s=self.config.idle_timeout_s)
+        self.store = self.new_store()
         return doc
 
     # -- reporting ----------------------------------------------------------------
@@ -417,7 +441,8 @@ class Monitor:
         np.savez(buf, **self.store.state())
         npz = buf.getvalue()
         doc = {"snapshot_version": SNAPSHOT_VERSION, "metrics": list(self.metrics.names()),
-               "window": self.window, "policy": self.policy.state(), "validation": self.stats.to_dict(),
+               "window": self.window, "detectors": list(self.composite.names),
+               "policy": self.policy.state(), "validation": self.stats.to_dict(),
                "windows_sha256": hashlib.sha256(npz).hexdigest()}
         tmp, tmpj = p / "windows.npz.tmp", p / "state.json.tmp"
         for target, data in ((tmp, npz), (tmpj, json.dumps(doc).encode())):
@@ -453,12 +478,15 @@ class Monitor:
                 f"snapshot {str(p)!r} was taken with metrics {doc.get('metrics')} and window {doc.get('window')}; "
                 f"this Monitor has {list(self.metrics.names())} and {self.window}")
         # Everything is loaded into new objects first: a damaged snapshot leaves this Monitor as it was.
-        store = WindowStore(len(self.metrics), self.window, capacity=self.config.capacity,
-                            idle_timeout_s=self.config.idle_timeout_s)
+        store = self.new_store()
         policy = AlertPolicy(self.policy.config)
         try:
             with np.load(io.BytesIO(npz), allow_pickle=False) as z:
-                store.load_state({k: z[k] for k in z.files})
+                arrays = {k: z[k] for k in z.files}
+            if doc.get("detectors") != list(self.composite.names):
+                # Self-calibration is per detector: with other detectors it starts afresh.
+                arrays = {k: v for k, v in arrays.items() if not k.startswith("x_sc_")}
+            store.load_state(arrays)
             policy.load_state(doc["policy"])
             stats = ValidationStats.from_dict(doc["validation"])
         except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:

@@ -78,6 +78,9 @@ class DetectorView:
     capabilities: np.ndarray  # (N, M) bool
     features: FeatureFrame
     counts: np.ndarray  # (N,) int64: samples seen so far (may exceed W)
+    #: The endpoints' long-horizon baselines (``ocad.core._baseline.BaselineFrame``); None when the
+    #: caller keeps none (a bare view built for a test): detectors that need it then cannot judge.
+    baseline: Any = attrs.field(default=None, kw_only=True)
 
     @property
     def n(self) -> int:
@@ -99,6 +102,7 @@ class DetectorView:
             endpoints=self.endpoints[rows], metrics=self.metrics, values=self.values[rows],
             ts=self.ts[rows], capabilities=self.capabilities[rows],
             features=self.features.take(rows), counts=self.counts[rows],
+            baseline=None if self.baseline is None else self.baseline.take(rows),
         )
 
 

@@ -524,6 +524,8 @@ class ChangepointDetector(CalibratedDetector):
     lower_is_worse: tuple[str, ...] = attrs.field(
         default=(), kw_only=True, converter=_str_tuple, validator=_check_lower
     )
+    #: Metrics with no declared bad direction: both CUSUMs run and the larger counts.
+    two_sided: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_str_tuple)
     name: str = attrs.field(default="changepoint", kw_only=True)
     kind: str = attrs.field(default="drift", kw_only=True)
     scale_floor_: dict[str, float] = attrs.field(factory=dict, init=False)
@@ -544,7 +546,8 @@ class ChangepointDetector(CalibratedDetector):
         gauges = [s for s in specs if s.kind == MetricKind.GAUGE]
         return cls(
             tuple(s.name for s in gauges),
-            lower_is_worse=tuple(s.name for s in gauges if not s.higher_is_worse),
+            lower_is_worse=tuple(s.name for s in gauges if s.higher_is_worse is False),
+            two_sided=tuple(s.name for s in gauges if s.higher_is_worse is None),
             **options,
         )
 
@@ -565,7 +568,8 @@ class ChangepointDetector(CalibratedDetector):
             "metrics": list(self.metrics), "window": self.window,
             "baseline_window": self.baseline_window, "k": self.k, "penalty": self.penalty,
             "pelt_level": self.pelt_level, "clip": self.clip, "floor_fraction": self.floor_fraction,
-            "lower_is_worse": list(self.lower_is_worse), "name": self.name, "kind": self.kind,
+            "lower_is_worse": list(self.lower_is_worse), "two_sided": list(self.two_sided),
+            "name": self.name, "kind": self.kind,
         }
 
     # -- the window and its baseline ------------------------------------------
@@ -651,6 +655,10 @@ class ChangepointDetector(CalibratedDetector):
                 valid = recent == recent
                 y = np.cumsum(np.where(valid, z - self.k, 0.0), axis=-1)
                 cusum = y[..., -1] - np.minimum(0.0, y.min(axis=-1))
+                if self.two_sided:
+                    both = np.array([m in self.two_sided for m in self.metrics])
+                    y2 = np.cumsum(np.where(valid, -z - self.k, 0.0), axis=-1)
+                    cusum = np.where(both, np.maximum(cusum, y2[..., -1] - np.minimum(0.0, y2.min(axis=-1))), cusum)
                 n_recent = valid.sum(axis=-1)
                 ok = (n_base + n_recent >= w // 2) & (n_base >= 3) & (n_recent >= 2)
                 obs = np.where(valid, recent, 0.0).sum(axis=-1) / np.maximum(n_recent, 1)
@@ -744,11 +752,18 @@ class ChangepointDetector(CalibratedDetector):
                 f"changepoint params have format {d.get('format')!r}, expected {PARAMS_FORMAT!r}"
             )
         theirs = dict(d.get("config", {}))
+        theirs.setdefault("two_sided", [])  # params from before two-sided metrics existed
         mine = self.config()
         # Another metric set is fine (a plugin added a gauge after calibration): the tables of
         # the shared metrics apply, a new metric uses the fallback table until refitted.
-        differ = sorted(key for key in mine
-                        if key not in ("name", "kind", "metrics") and theirs.get(key) != mine[key])
+        shared = set(theirs.get("metrics", [])) & set(mine["metrics"])
+
+        def same(key: str) -> bool:
+            if key in ("lower_is_worse", "two_sided"):  # directions matter for the shared metrics only
+                return {m for m in theirs.get(key, []) if m in shared} == {m for m in mine[key] if m in shared}
+            return bool(theirs.get(key) == mine[key])
+
+        differ = sorted(key for key in mine if key not in ("name", "kind", "metrics") and not same(key))
         if differ:
             raise OcadConfigError(
                 "changepoint params were fitted with a different configuration: "

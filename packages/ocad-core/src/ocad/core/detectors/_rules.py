@@ -24,11 +24,15 @@ User metrics get no rule unless configured, e.g.
 ``fail_run`` (boolean metrics), ``nonzero_run`` (count metrics).
 
 Score: with ``r`` = observed / threshold (for ``min``: threshold / observed),
-``s = 0.95 + 0.05 * (1 - exp(-3 (r - 1)))`` once a threshold is crossed
-(``r >= 1``) and ``s = 0.9 * r**8`` below it. A rule is calibrated by
-construction: its score passes 0.95 exactly when the operator's threshold is
-crossed, whatever the metric. ``fit()`` measures how often normal data crosses
-each threshold (``false_alarm_rate_``) so a badly chosen threshold shows up.
+``s = 1 - 10**-(6 + 3 (r - 1))`` once a threshold is crossed (``r >= 1``) and
+``s = 0.9 * r**8`` below it. Crossing the operator's threshold is decisive
+evidence (a tail probability of 1e-6, falling further the farther it is crossed),
+whatever the metric. A *default* threshold is an assumption about the network:
+on an endpoint whose normal level already crosses it (a 100 ms network), the
+Monitor's per-endpoint self-calibration learns during the warm-up that crossing
+it is ordinary there, and the rule stops counting as evidence for that endpoint.
+``fit()`` measures how often normal data crosses each threshold
+(``false_alarm_rate_``) so a badly chosen threshold shows up.
 """
 
 from __future__ import annotations
@@ -59,8 +63,8 @@ _KEYS = {"max", "min", "fail_run", "nonzero_run"}
 def rule_score(r: np.ndarray) -> np.ndarray:
     """Map threshold ratios to scores (see module docstring); NaN stays NaN."""
     r = np.asarray(r, dtype=np.float64)
-    # exp() only sees ratios >= 1 (the branch that uses it), so it cannot overflow.
-    above = 0.95 + 0.05 * (1.0 - np.exp(-3.0 * (np.fmax(r, 1.0) - 1.0)))
+    # Surprise 6 at the threshold, +3 per threshold crossed again; capped where float64 ends.
+    above = 1.0 - 10.0 ** -np.minimum(6.0 + 3.0 * (np.fmax(r, 1.0) - 1.0), 15.0)
     below = 0.9 * np.minimum(np.maximum(r, 0.0), 1.0) ** 8  # NaN propagates
     return np.where(r >= 1.0, above, below)
 

@@ -59,7 +59,9 @@ class SpikeDetector(CalibratedDetector):
 
     @classmethod
     def from_registry(cls, metrics: MetricRegistry, **kw: Any) -> SpikeDetector:
-        gauges = {s.name: (1.0 if s.higher_is_worse else -1.0) for s in metrics if s.kind is MetricKind.GAUGE}
+        from ._level import direction_of
+
+        gauges = {s.name: direction_of(s) for s in metrics if s.kind is MetricKind.GAUGE}
         return cls(metrics=tuple(gauges), directions=gauges, **kw)
 
     def _z(self, view: DetectorView, floors: Mapping[str, float]) -> RawScores:
@@ -69,14 +71,15 @@ class SpikeDetector(CalibratedDetector):
         last, med = cols[:, :k], cols[:, k:2 * k]
         scale = np.maximum(cols[:, 2 * k:], np.array([floors.get(m, 0.0) for m in ms]))
         direction = np.array([self.directions.get(m, 1.0) for m in ms])
-        raw = direction * ((last - med) / scale)
+        z = (last - med) / scale
+        raw = np.where(direction == 0.0, np.abs(z), direction * z)  # 0: both directions
         return RawScores(self.metrics, raw, last, med)
 
     def raw(self, view: DetectorView) -> RawScores:
         return self._z(view, self.scale_floor_)
 
     def fallback(self, metric: str) -> Calibration:
-        return gaussian_tail_calibration()
+        return gaussian_tail_calibration(self.directions.get(metric, 1.0) == 0.0)
 
     def fit(self, views: Iterable[DetectorView]) -> SpikeDetector:
         views = list(views)
@@ -143,6 +146,8 @@ class ConcurrencyDetector(CalibratedDetector):
     def raw(self, view: DetectorView) -> RawScores:
         f = view.features
         c = f["concurrency"] if "concurrency" in f else np.full(view.n, np.nan)
+        # Concurrency needs two metrics to be concurrent: an endpoint reporting one cannot be judged.
+        c = np.where(view.capabilities.sum(axis=1) >= 2, c, np.nan)
         # One elevated metric is not concurrency: only the count beyond the first matters.
         raw = np.where(np.isnan(c), np.nan, np.maximum(c - 1.0, 0.0))[:, None]
         return RawScores(("concurrency",), raw, c[:, None], np.zeros((view.n, 1)))

@@ -1,21 +1,28 @@
 """AlertPolicy: per-endpoint alert state in *sample time*: open → update → resolve.
 
+Scores are surprise scores (``-log10 p / 10``, see ``_ensemble``): 0.5 means the
+combined evidence has a tail probability of 1e-5 on this endpoint's normal data.
+
 Rules, evaluated for each endpoint at each of its samples (never wall-clock, so a
 replay or a backfill gives the same alerts as the live run):
 
 * **evidence**: a detector whose score is at least ``evidence_threshold`` gives
-  evidence of its *kind* (rule, spike, drift, residual, continuity, concurrency,
-  multivariate, ...). Several detectors of one kind count once.
-* **open**: at least ``min_kinds`` distinct kinds *and* composite score at least
-  ``open_threshold``, on ``confirm_samples`` consecutive samples. One detector
-  alone never opens an alert, however sure it is.
+  evidence of its *kind* (rule, spike, drift, level, recurrence, residual,
+  continuity, concurrency, multivariate, ...). Several detectors of one kind count once.
+* **open**: composite score at least ``open_threshold`` with at least ``min_kinds``
+  kinds of evidence, on ``confirm_samples`` consecutive samples. The composite
+  follows the evidence: one detector whose evidence is decisive opens an alert on
+  its own, weaker evidence needs several detectors (their p-values combine) or
+  several samples. A lone one-sample blip does not confirm; a fault that recurs
+  does, through the recurrence detector.
 * **dedup**: while an alert is open for an endpoint, no second one opens.
 * **update**: emitted when severity changes, a new evidence kind appears, or the
   score rose by ``update_delta`` since the last event (at most every
   ``update_min_interval_s``).
 * **hold-down / resolve**: the alert stays open while the endpoint is *active*
-  (any evidence, or composite at least ``open_threshold``) and resolves once it
-  has been inactive for ``hold_down_s`` of sample time. This stops flapping.
+  (composite at least ``clear_threshold``) and resolves once it has been inactive
+  on ``hold_down_samples`` consecutive samples and for ``hold_down_s`` of sample
+  time. This stops flapping, at any sampling interval.
 * **severity**: ``critical`` when composite at least ``critical_threshold`` or at
   least ``critical_kinds`` kinds agree; back to ``warning`` only when composite
   falls below ``critical_clear`` and fewer kinds agree (hysteresis).
@@ -56,22 +63,27 @@ def _nonneg(inst: Any, attr: attrs.Attribute, v: float) -> None:  # type: ignore
 class AlertPolicyConfig:
     """Thresholds and timers of the alert policy (``[alerts]`` config table)."""
 
-    open_threshold: float = attrs.field(default=0.55, converter=float, validator=_unit("open_threshold"))
-    # evidence_threshold and hold_down_s: tuned on the default suite's tuning seeds (docs/quality.md).
-    evidence_threshold: float = attrs.field(default=0.998, converter=float,
+    open_threshold: float = attrs.field(default=0.5, converter=float, validator=_unit("open_threshold"))
+    evidence_threshold: float = attrs.field(default=0.4, converter=float,
                                             validator=_unit("evidence_threshold"))
-    min_kinds: int = attrs.field(default=2, converter=int, validator=_nonneg)
+    min_kinds: int = attrs.field(default=1, converter=int, validator=_nonneg)
     confirm_samples: int = attrs.field(default=2, converter=int, validator=_nonneg)
-    hold_down_s: float = attrs.field(default=15.0, converter=float, validator=_nonneg)
+    clear_threshold: float = attrs.field(default=0.3, converter=float, validator=_unit("clear_threshold"))
+    hold_down_s: float = attrs.field(default=0.0, converter=float, validator=_nonneg)
+    hold_down_samples: int = attrs.field(default=3, converter=int, validator=_nonneg)
     critical_threshold: float = attrs.field(default=0.8, converter=float, validator=_unit("critical_threshold"))
     critical_clear: float = attrs.field(default=0.7, converter=float, validator=_unit("critical_clear"))
     critical_kinds: int = attrs.field(default=3, converter=int, validator=_nonneg)
-    update_delta: float = attrs.field(default=0.05, converter=float, validator=_nonneg)
+    update_delta: float = attrs.field(default=0.1, converter=float, validator=_nonneg)
     update_min_interval_s: float = attrs.field(default=30.0, converter=float, validator=_nonneg)
-    evidence_report_threshold: float = attrs.field(default=0.9, converter=float,
+    evidence_report_threshold: float = attrs.field(default=0.3, converter=float,
                                                    validator=_unit("evidence_report_threshold"))
 
     def __attrs_post_init__(self) -> None:
+        if self.clear_threshold > self.open_threshold:
+            raise OcadConfigError(
+                f"alerts.clear_threshold = {self.clear_threshold} must be <= open_threshold = "
+                f"{self.open_threshold} (hysteresis)")
         if self.critical_clear > self.critical_threshold:
             raise OcadConfigError(
                 f"alerts.critical_clear = {self.critical_clear} must be <= critical_threshold = "
@@ -139,6 +151,7 @@ class _State:
     last_active_ts: float = 0.0
     last_event_ts: float = 0.0
     last_event_score: float = 0.0
+    quiet: int = 0  # consecutive inactive samples while an alert is open
 
 
 @functools.lru_cache(maxsize=64)
@@ -161,6 +174,23 @@ class AlertPolicy:
 
     def open_alerts(self) -> list[Alert]:
         return [s.alert for s in self._states.values() if s.alert is not None]
+
+    def alert_of(self, endpoint_id: str) -> Alert | None:
+        """The endpoint's open alert, or None."""
+        st = self._states.get(endpoint_id)
+        return None if st is None else st.alert
+
+    def pending_of(self, endpoint_id: str) -> int:
+        """Consecutive samples so far that met the open condition (0 when none or an alert is open)."""
+        st = self._states.get(endpoint_id)
+        return 0 if st is None or st.alert is not None else st.pending
+
+    def guarded(self, endpoints: np.ndarray) -> np.ndarray:
+        """(N,) bool: the endpoint has an alert open or pending (its baselines must not learn)."""
+        if not self._states:
+            return np.zeros(len(endpoints), dtype=bool)
+        get = self._states.get
+        return np.fromiter((get(e) is not None for e in endpoints.tolist()), dtype=bool, count=len(endpoints))
 
     def kinds_matrix(self, comp: CompositeOutput) -> tuple[np.ndarray, list[str]]:
         """(N, K) bool: endpoint has evidence of kind k."""
@@ -186,7 +216,7 @@ class AlertPolicy:
         cond = (nk >= cfg.min_kinds) & (score >= cfg.open_threshold)
         if ready is not None:
             cond &= ready
-        active = (nk >= 1) | (score >= cfg.open_threshold)
+        active = score >= cfg.clear_threshold
         cand = np.flatnonzero(cond | active)
         if self._states:
             # Endpoints with pending or open state must be evaluated even when quiet (to resolve).
@@ -211,7 +241,9 @@ class AlertPolicy:
                     del self._states[e]
                 continue
             # open alert: resolve, or maybe update
-            if not active[i] and t - st.last_active_ts >= cfg.hold_down_s:
+            st.quiet = 0 if active[i] else st.quiet + 1
+            if not active[i] and t - st.last_active_ts >= cfg.hold_down_s \
+                    and st.quiet >= max(cfg.hold_down_samples, 1):
                 events.append(self._resolve(e, t, st))
                 continue
             if active[i]:
@@ -265,7 +297,7 @@ class AlertPolicy:
                       resolved_ts=None, severity=self._severity(None, s, len(ks)), score=s, peak_score=s,
                       kinds=ks, evidence=self._evidence(i, comp))
         st.alert, st.pending, st.last_event_ts, st.last_event_score = alert, 0, t, s
-        st.last_active_ts = t
+        st.last_active_ts, st.quiet = t, 0
         self.counts["open"] += 1
         return AlertEvent("open", t, alert)
 
@@ -318,7 +350,7 @@ class AlertPolicy:
             "counts": dict(self.counts),
             "states": {e: {"pending": s.pending, "last_active_ts": s.last_active_ts,
                            "last_event_ts": s.last_event_ts, "last_event_score": s.last_event_score,
-                           "alert": s.alert.to_dict() if s.alert else None}
+                           "quiet": s.quiet, "alert": s.alert.to_dict() if s.alert else None}
                        for e, s in self._states.items()},
         }
 
@@ -326,7 +358,7 @@ class AlertPolicy:
         self.counts = dict(d["counts"])
         self._states = {
             e: _State(pending=s["pending"], last_active_ts=s["last_active_ts"], last_event_ts=s["last_event_ts"],
-                      last_event_score=s["last_event_score"],
+                      last_event_score=s["last_event_score"], quiet=int(s.get("quiet", 0)),
                       alert=Alert.from_dict(s["alert"]) if s["alert"] else None)
             for e, s in d["states"].items()
         }

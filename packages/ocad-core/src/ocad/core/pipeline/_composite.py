@@ -1,11 +1,21 @@
-"""CompositeDetector: runs every detector on a view, isolates failures, combines scores.
+"""CompositeDetector: runs every detector on a view, isolates failures, combines evidence.
 
-The composite score of an endpoint is the weighted mean of the scores of the
-detectors that *can judge it*: a detector returning NaN (the endpoint lacks its
-metrics, or the detector failed) is left out and the weights renormalise, so a
-missing capability never counts as "normal" (0) nor as "anomalous" (1).
-``contributions[i, d] = w_d * s_d / sum of w over detectors that judged i``; they
-sum to the composite score and are the alert's evidence weights.
+Every detector returns calibrated scores ``s`` (``1 - s`` is the chance of a value
+this extreme on normal data, by the detector's own table). The composite turns
+them into tail probabilities ``p`` (re-calibrated per endpoint when the Monitor
+passes its :class:`~ocad.core._selfcal.SelfCalibration`), combines them with the
+weighted Cauchy combination (:func:`~ocad.core._selfcal.cauchy_combine`: one
+decisive detector is not averaged away, several weak ones add up, valid however
+the detectors depend on each other), and reports **surprise**:
+``score = min(1, -log10(p) / SURPRISE_FULL_SCALE)``, about 0 when nothing is
+unusual (normal data: mean about 0.04) and 1 at ``p = 1e-10``. The same scale
+is used for each detector's own score in the output (``detector_scores``).
+
+A detector returning NaN (the endpoint lacks its metrics, or the detector
+failed) is left out and the weights renormalise, so a missing capability never
+counts as "normal" nor as "anomalous". ``contributions[i, d]`` is detector
+``d``'s share of the combined statistic times the composite score; they sum to
+the composite score and are the alert's evidence weights.
 
 Isolation: a detector that raises, returns the wrong shape or scores outside
 [0, 1], or takes longer than its time budget, yields NaN for that tick; it is
@@ -18,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -26,9 +36,19 @@ import numpy as np
 
 from .._errors import OcadConfigError
 from ..plugins._protocols import Detector
+from ._selfcal import P_MIN, cauchy_combine, prior_surprise
 from .._view import DetectorOutput, DetectorView
 
-__all__ = ["CompositeDetector", "CompositeOutput", "DetectorHealth"]
+__all__ = ["SURPRISE_FULL_SCALE", "CompositeDetector", "CompositeOutput", "DetectorHealth", "surprise_score"]
+
+#: -log10(p) at which a surprise score reaches 1.
+SURPRISE_FULL_SCALE = 10.0
+
+
+def surprise_score(p: np.ndarray) -> np.ndarray:
+    """Tail probabilities -> surprise scores in [0, 1]; NaN stays NaN."""
+    p = np.asarray(p, dtype=np.float64)
+    return np.minimum(-np.log10(np.clip(p, P_MIN, 1.0)) / SURPRISE_FULL_SCALE, 1.0) + 0.0  # no -0.0
 
 log = logging.getLogger("ocad.detectors")
 
@@ -60,7 +80,12 @@ class DetectorHealth:
 
 @attrs.frozen(eq=False)
 class CompositeOutput:
-    """Composite and per-detector scores of one tick."""
+    """Composite and per-detector scores of one tick.
+
+    ``scores`` and ``detector_scores`` are surprise scores (see the module docs);
+    ``pvalues`` the per-detector tail probabilities they come from (after per-endpoint
+    calibration) and ``calibrated`` the detectors' own scores, as they returned them.
+    """
 
     scores: np.ndarray  # (N,)
     detectors: tuple[str, ...]
@@ -69,6 +94,8 @@ class CompositeOutput:
     detector_scores: np.ndarray  # (N, D)
     contributions: np.ndarray  # (N, D)
     outputs: tuple[DetectorOutput, ...]
+    pvalues: np.ndarray | None = attrs.field(default=None, kw_only=True)  # (N, D)
+    calibrated: np.ndarray | None = attrs.field(default=None, kw_only=True)  # (N, D)
 
 
 class CompositeDetector:
@@ -145,18 +172,29 @@ class CompositeDetector:
             return DetectorOutput.empty(n)
         return out
 
-    def score(self, view: DetectorView) -> CompositeOutput:
+    def score(self, view: DetectorView, pvalues: Callable[[np.ndarray], np.ndarray] | None = None
+              ) -> CompositeOutput:
+        """Run every detector on ``view`` and combine their evidence.
+
+        ``pvalues`` maps the detectors' prior surprises ``-log10(1 - s)`` (N, D) to tail
+        probabilities (the Monitor's per-endpoint self-calibration); default ``1 - s``.
+        """
         outs = tuple(self._run(d, view) for d in self.detectors)
         n = view.n
         s = np.stack([o.scores for o in outs], axis=1) if outs else np.empty((n, 0))
-        ok = ~np.isnan(s)
-        wsum = np.where(ok, self.weights, 0.0).sum(axis=1)
-        judged = wsum > 0
-        # Renormalise over the detectors that judged the endpoint; none judged: 0 / composite NaN.
-        contrib = np.where(ok, self.weights * s, 0.0) / np.where(judged, wsum, 1.0)[:, None]
-        comp = np.where(judged, contrib.sum(axis=1), np.nan)
+        u = prior_surprise(s)
+        p = pvalues(u) if pvalues is not None else np.where(np.isnan(u), np.nan, 10.0 ** -u)
+        return self.combine(outs, s, p)
+
+    def combine(self, outs: tuple[DetectorOutput, ...], calibrated: np.ndarray, p: np.ndarray) -> CompositeOutput:
+        """The composite of per-detector tail probabilities ``p`` (N, D)."""
+        comb, share = cauchy_combine(p, self.weights) if p.shape[1] else \
+            (np.full(p.shape[0], np.nan), np.zeros(p.shape))
+        comp = surprise_score(comb)
+        contrib = share * np.where(np.isnan(comp), 0.0, comp)[:, None]
         return CompositeOutput(scores=comp, detectors=self.names, kinds=self.kinds, weights=self.weights,
-                               detector_scores=s, contributions=contrib, outputs=outs)
+                               detector_scores=surprise_score(p), contributions=contrib, outputs=outs,
+                               pvalues=p, calibrated=calibrated)
 
     def health_report(self) -> dict[str, dict[str, Any]]:
         return {n: h.to_dict() for n, h in self.health.items()}

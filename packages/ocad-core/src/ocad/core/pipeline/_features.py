@@ -99,7 +99,9 @@ class FeatureEngine:
                                    dtype=np.intp)
         kinds = [s.kind for s in self.specs]
         self._gauges = np.array([j for j, k in enumerate(kinds) if k is MetricKind.GAUGE], dtype=np.intp)
-        self._gauge_sign = np.array([1.0 if self.specs[j].higher_is_worse else -1.0 for j in self._gauges])
+        # +1 / -1: the declared bad direction; 0: none declared, either direction counts.
+        self._gauge_sign = np.array([0.0 if self.specs[j].higher_is_worse is None
+                                     else (1.0 if self.specs[j].higher_is_worse else -1.0) for j in self._gauges])
         self._runs = np.array([j for j, k in enumerate(kinds) if k is not MetricKind.GAUGE], dtype=np.intp)
         self._run_is_bool = np.array([kinds[j] is MetricKind.BOOLEAN for j in self._runs], dtype=bool)
         self._kind_rows = np.array([index[f"{self.specs[j].name}:{f}"] for j in self._runs
@@ -223,7 +225,9 @@ class FeatureEngine:
         has2 = has.reshape(m, nb)
         elevated = np.zeros((m, nb), dtype=bool)
         if self._gauges.size:
-            zl = z_last.reshape(m, nb)[self._gauges] * self._gauge_sign[:, None]
+            zg = z_last.reshape(m, nb)[self._gauges]
+            sign = self._gauge_sign[:, None]
+            zl = np.where(sign == 0.0, np.abs(zg), zg * sign)
             elevated[self._gauges] = zl > self.elevated_z
         if self._runs.size:
             # Boolean and count metrics together: (W, R, nb) failures ("bad") and successes ("good").

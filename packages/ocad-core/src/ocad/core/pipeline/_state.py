@@ -49,7 +49,7 @@ from ._window import WindowStore
 
 __all__ = ["STATE_VERSION", "export_state", "import_state", "reset_state", "state_layout"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: per-row stage state (baselines, self-calibration) in "stages"
 
 _FIELDS = ("endpoint_id", "values", "ts", "count", "last_ts", "caps", "alert")
 
@@ -102,6 +102,8 @@ def export_state(monitor: Any, endpoint_ids: Iterable[str] | None = None) -> dic
         "last_ts": store.last_ts[rows].tolist(),
         "caps": store.capabilities[rows].tolist(),
         "alert": alerts,
+        # Per-row state of the other stages (baselines, self-calibration), flattened per endpoint.
+        "stages": {name: arr[rows].reshape(n, -1).astype(np.float64).tolist() for name, arr in store.extra.items()},
     }
 
 
@@ -148,6 +150,15 @@ def import_state(monitor: Any, state: Mapping[str, Any], *, replace: bool = Fals
         store.count[rows] = np.asarray(state["count"], dtype=np.int64)
         store.last_ts[rows] = np.asarray(state["last_ts"], dtype=np.float64)
         store.capabilities[rows] = caps
+        stages = state.get("stages", {})
+        for name, arr in store.extra.items():
+            if name not in stages:
+                arr[rows] = store._extra_specs[name][2]
+                continue
+            try:
+                arr[rows] = np.asarray(stages[name], dtype=np.float64).reshape((n, *arr.shape[1:]))
+            except ValueError as exc:
+                raise OcadConfigError(f"endpoint state: stage state {name!r} does not fit: {exc}") from None
     max_ts = float(state.get("max_ts", -math.inf))
     if max_ts > store.max_ts:
         store.max_ts = max_ts
@@ -166,9 +177,7 @@ def reset_state(monitor: Any) -> Any:
     Detectors (and their onnxruntime sessions) are kept, which is the point: a runner
     that handles many shards one after the other builds one Monitor and resets it per shard.
     """
-    old: WindowStore = monitor.store
-    monitor.store = WindowStore(old.n_metrics, old.window, capacity=old.capacity,
-                                idle_timeout_s=old.idle_timeout_s)
+    monitor.store = monitor.new_store()
     monitor.policy.load_state({"counts": {"open": 0, "update": 0, "resolve": 0}, "states": {}})
     monitor.stats = ValidationStats()
     return monitor
@@ -177,10 +186,11 @@ def reset_state(monitor: Any) -> Any:
 def _policy_state(st: _State) -> dict[str, Any]:
     # Same shape as one entry of AlertPolicy.state()["states"], so both formats read alike.
     return {"pending": st.pending, "last_active_ts": st.last_active_ts, "last_event_ts": st.last_event_ts,
-            "last_event_score": st.last_event_score, "alert": st.alert.to_dict() if st.alert else None}
+            "last_event_score": st.last_event_score, "quiet": st.quiet,
+            "alert": st.alert.to_dict() if st.alert else None}
 
 
 def _policy_state_from(d: Mapping[str, Any]) -> _State:
     return _State(pending=d["pending"], last_active_ts=d["last_active_ts"], last_event_ts=d["last_event_ts"],
-                  last_event_score=d["last_event_score"],
+                  last_event_score=d["last_event_score"], quiet=int(d.get("quiet", 0)),
                   alert=Alert.from_dict(d["alert"]) if d["alert"] else None)

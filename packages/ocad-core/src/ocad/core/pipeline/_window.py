@@ -64,7 +64,27 @@ class WindowStore:
         self._version = 0
         self._lookup_cache: tuple[int, np.ndarray, np.ndarray] | None = None
         self._vals: np.ndarray | None = None
+        # Per-row state of other stages (baselines, self-calibration): allocated, grown, reset,
+        # evicted and snapshotted with the row, so an endpoint's state lives and dies in one place.
+        self._extra_specs: dict[str, tuple[tuple[int, ...], np.dtype[Any], float]] = {}
+        self.extra: dict[str, np.ndarray] = {}
         self._alloc(min(max(int(initial_rows), 1), self.capacity))
+
+    def add_state(self, name: str, shape: tuple[int, ...], dtype: Any = np.float32, fill: float = np.nan) -> np.ndarray:
+        """Register a per-row state array ``(rows, *shape)`` that follows the rows' life cycle.
+
+        Returns the current array; after the store grows, read it again from :attr:`extra`.
+        A name registered twice with the same layout is kept (its contents too).
+        """
+        spec = (tuple(int(k) for k in shape), np.dtype(dtype), float(fill))
+        old = self._extra_specs.get(name)
+        if old is not None:
+            if old != spec:
+                raise ValueError(f"WindowStore state {name!r} already registered as {old}, not {spec}")
+            return self.extra[name]
+        self._extra_specs[name] = spec
+        self.extra[name] = np.full((self.allocated_rows, *spec[0]), spec[2], dtype=spec[1])
+        return self.extra[name]
 
     # -- storage -----------------------------------------------------------
     def _alloc(self, rows: int) -> None:
@@ -87,6 +107,10 @@ class WindowStore:
             ids[:n_old] = self.ids
         self._vals, self.ts, self.head, self.count = values, ts, head, count
         self.last_ts, self.capabilities, self.ids = last_ts, caps, ids
+        for name, (shape, dtype, fill) in getattr(self, "_extra_specs", {}).items():
+            arr = np.full((rows, *shape), fill, dtype=dtype)
+            arr[:n_old] = self.extra[name][:n_old]
+            self.extra[name] = arr
         self._free.extend(range(rows - 1, n_old - 1, -1))
 
     @property
@@ -108,7 +132,8 @@ class WindowStore:
     def nbytes(self) -> int:
         assert self._vals is not None
         return int(self._vals.nbytes + self.ts.nbytes + self.head.nbytes + self.count.nbytes
-                   + self.last_ts.nbytes + self.capabilities.nbytes + self.ids.nbytes)
+                   + self.last_ts.nbytes + self.capabilities.nbytes + self.ids.nbytes
+                   + sum(a.nbytes for a in self.extra.values()))
 
     def endpoints(self) -> list[str]:
         return list(self._rows)
@@ -187,6 +212,8 @@ class WindowStore:
         self.count[rows] = 0
         self.last_ts[rows] = -np.inf
         self.capabilities[rows] = False
+        for name, (_, _, fill) in self._extra_specs.items():
+            self.extra[name][rows] = fill
 
     def evict_idle(self, now: float | None = None, protect: np.ndarray | None = None) -> int:
         """Drop endpoints idle for longer than ``idle_timeout_s`` of sample time; returns how many.
@@ -282,6 +309,7 @@ class WindowStore:
             "count": self.count[rows], "last_ts": self.last_ts[rows], "caps": self.capabilities[rows],
             "counters": np.array([self.evicted_idle, self.evicted_capacity], dtype=np.int64),
             "max_ts": np.array(self.max_ts),
+            **{f"x_{name}": arr[rows] for name, arr in self.extra.items()},
         }
 
     def load_state(self, st: Mapping[str, np.ndarray]) -> None:
@@ -307,5 +335,12 @@ class WindowStore:
         ids = [str(e) for e in st["ids"]]
         self.ids[rows] = np.array(ids, dtype=object)
         self._rows = dict(zip(ids, rows.tolist()))
+        for name, (shape, _, fill) in self._extra_specs.items():
+            saved = st.get(f"x_{name}")
+            if saved is None:  # a snapshot from before this stage existed: the stage starts afresh
+                continue
+            if tuple(saved.shape) != (n, *shape):
+                raise ValueError(f"snapshot state {name!r} has shape {tuple(saved.shape)}, expected {(n, *shape)}")
+            self.extra[name][rows] = saved
         self.evicted_idle, self.evicted_capacity = (int(v) for v in st["counters"])
         self.max_ts = float(st["max_ts"])

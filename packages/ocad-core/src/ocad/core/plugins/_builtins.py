@@ -32,7 +32,11 @@ def ocad_detectors(context: DetectorContext) -> Iterable[Detector]:
     out: list[Detector] = [RuleDetector.from_options(m, context.options("rule"))]
     kinds = {s.kind for s in m}
     if MetricKind.GAUGE in kinds:
+        from ..detectors._level import LevelDetector, RecurrenceDetector
+
         out.append(_build("spike", context, SpikeDetector.from_registry, m))
+        out.append(_build("level", context, LevelDetector.from_registry, m))
+        out.append(_build("recurrence", context, RecurrenceDetector.from_registry, m))
         from ..detectors._changepoint import ChangepointDetector
 
         out.append(_build("changepoint", context, ChangepointDetector.from_specs, m))

@@ -545,9 +545,10 @@ class MonitorFactory:
 class _Recorder:
     """A Monitor shadow (``Monitor.shadows``): keeps each tick's scores; no effect on the Monitor."""
 
-    def __init__(self, warmup: int, window: int = 1) -> None:
+    def __init__(self, warmup: int, window: int = 1, monitor: Any = None) -> None:
         self.warmup = warmup
         self.window = window
+        self.monitor = monitor
         self.ep: list[np.ndarray] = []
         self.ts: list[np.ndarray] = []
         self.comp: list[np.ndarray] = []
@@ -566,8 +567,11 @@ class _Recorder:
         self.ep.append(np.asarray(b.endpoint_id, dtype=object))
         self.ts.append(np.asarray(b.ts, dtype=np.float64))
         self.comp.append(np.asarray(comp.scores, dtype=np.float64))
-        self.ds.append(np.asarray(comp.detector_scores, dtype=np.float64))
-        self.ready.append(np.asarray(view.counts >= self.warmup))
+        # Per-detector tail probabilities (after per-endpoint calibration): replay recombines them.
+        pv = comp.pvalues if comp.pvalues is not None else 1.0 - np.asarray(comp.detector_scores)
+        self.ds.append(np.asarray(pv, dtype=np.float64))
+        ready = getattr(self.monitor, "last_ready", None)
+        self.ready.append(np.asarray(view.counts >= self.warmup) if ready is None else np.asarray(ready))
         if "residual" in comp.kinds:
             self._forecasts(view, comp.outputs[comp.kinds.index("residual")])
         self.n += n
@@ -614,7 +618,7 @@ class ScoreCache:
     endpoint_id: np.ndarray
     ts: np.ndarray
     composite: np.ndarray
-    detector_scores: np.ndarray
+    detector_scores: np.ndarray  # (S, D) per-detector tail probabilities (p-values), NaN = not judged
     ready: np.ndarray
     bounds: np.ndarray
     forecasts: Mapping[str, tuple[np.ndarray, ...]] = attrs.field(factory=dict)
@@ -640,17 +644,18 @@ class ScoreCache:
 _NO_EVIDENCE = DetectorOutput(scores=np.empty(0))
 
 
-def combine(detector_scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(composite (S,), contributions (S, D)): :class:`CompositeDetector`'s combination, all samples at once."""
-    s = detector_scores
-    ok = ~np.isnan(s)
-    w = np.where(ok, weights[None, :], 0.0)
-    wsum = w.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        contrib = np.where(ok, w * np.nan_to_num(s), 0.0) / wsum[:, None]
-    contrib = np.where(wsum[:, None] > 0, contrib, 0.0)
-    comp = np.where(wsum > 0, contrib.sum(axis=1), np.nan)
-    return comp, contrib
+def combine(pvalues: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(composite (S,), contributions (S, D)) of per-detector p-values, all samples at once.
+
+    The same function :class:`CompositeDetector` uses (one implementation): the Cauchy
+    combination, reported as surprise scores.
+    """
+    from ..pipeline._composite import surprise_score
+    from ..pipeline._selfcal import cauchy_combine
+
+    comb, share = cauchy_combine(pvalues, weights)
+    comp = surprise_score(comb)
+    return comp, share * np.where(np.isnan(comp), 0.0, comp)[:, None]
 
 
 def replay_alerts(cache: ScoreCache, *, weights: Mapping[str, float] | None = None,
@@ -671,8 +676,11 @@ def replay_alerts(cache: ScoreCache, *, weights: Mapping[str, float] | None = No
         if weights is not None and n in weights:
             w[j] = float(weights[n])
     cfg = alerts or AlertPolicyConfig()
-    s = cache.detector_scores[:, sel]
-    comp, contrib = combine(s, w)
+    pv = cache.detector_scores[:, sel]
+    comp, contrib = combine(pv, w)
+    from ..pipeline._composite import surprise_score
+
+    s = surprise_score(pv)
     policy = AlertPolicy(cfg)
     bounds = cache.bounds
     busy = (np.nan_to_num(s, nan=0.0) >= cfg.evidence_threshold).any(axis=1) \
@@ -765,7 +773,7 @@ def _json_ready(x: Any) -> Any:
 
 def score_run(run: LabelledRun, mon: Any, *, progress: bool = False) -> RunResult:
     """Feed one run through ``mon`` (fresh) once, recording every tick's scores."""
-    rec = _Recorder(mon.warmup_samples, mon.window)
+    rec = _Recorder(mon.warmup_samples, mon.window, mon)
     mon.shadows.append(rec)
     t0 = time.perf_counter()
     try:

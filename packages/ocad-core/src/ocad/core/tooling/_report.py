@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..pipeline._composite import surprise_score as _surprise
 from .._errors import require
 
 __all__ = ["pick_endpoints", "render_html", "write_report"]
@@ -88,7 +89,7 @@ def _endpoint_figure(evaluation: Any, k: int, eid: str) -> tuple[str, str]:
         ax.tick_params(labelsize=7)
     ax = axes[-1]
     for j, name in enumerate(c.names):
-        ax.plot(h(st[ssel]), c.detector_scores[rows[ssel], j], lw=0.6, label=name)
+        ax.plot(h(st[ssel]), _surprise(c.detector_scores[rows[ssel], j]), lw=0.6, label=name)
     ax.plot(h(st[ssel]), c.composite[rows[ssel]], lw=1.4, color="black", label="composite")
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("scores", fontsize=7, rotation=0, ha="right", va="center")

@@ -1,0 +1,183 @@
+"""Detectors against the long-horizon baselines: level (drift and shifts) and recurrence.
+
+Both read ``view.baseline`` (:class:`~ocad.core._baseline.BaselineFrame`), the
+endpoint's own normal level and spread learned over hours, and judge nothing
+(NaN) where there is no baseline yet.
+
+* :class:`LevelDetector` (kind ``level``): the median of the newest ``recent``
+  samples against the expected level (level plus the daily profile) and against
+  the de-seasonalised quarter-hour means of the last hours, in standard errors.
+  A drift over hours shows here before it turns into failures: the level of an
+  hour ago does not follow it the way the window's own median does.
+* :class:`RecurrenceDetector` (kind ``recurrence``): how many of the window's
+  samples are excursions (beyond ``excursion_z`` spreads from the expected
+  level). One blip is one excursion, which is common; a microburst every 30 s or
+  a fault on every other sample is many, which normal data rarely has. Scored by
+  the binomial tail of the count under the endpoint's excursion rate.
+
+A metric whose spec declares no bad direction (``higher_is_worse=None``) is
+judged in both directions.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ._calibration import Calibration
+from ._base import CalibratedDetector, RawScores, gaussian_tail_calibration
+from .._metrics import MetricKind, MetricRegistry
+from .._view import DetectorView
+
+__all__ = ["LevelDetector", "RecurrenceDetector", "direction_of"]
+
+#: Standard error of a median of k Gaussian samples is about this times sigma / sqrt(k).
+_MEDIAN_SE = math.sqrt(math.pi / 2.0)
+#: A baseline needs this many samples behind it before it is used.
+MIN_BASELINE_WEIGHT = 8.0
+
+
+def direction_of(spec: Any) -> float:
+    """+1: higher is worse, -1: lower is worse, 0: both directions (not declared)."""
+    h = getattr(spec, "higher_is_worse", True)
+    return 0.0 if h is None else (1.0 if h else -1.0)
+
+
+def _directed(z: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """``z`` in the bad direction: ``d * z`` for a declared direction, ``|z|`` for both."""
+    return np.where(direction == 0.0, np.abs(z), direction * z)
+
+
+def _gauges(metrics: MetricRegistry) -> dict[str, float]:
+    return {s.name: direction_of(s) for s in metrics if s.kind is MetricKind.GAUGE}
+
+
+def _metric_columns(view: DetectorView, metrics: tuple[str, ...]) -> np.ndarray | None:
+    idx = [view.metric_index(m) for m in metrics]
+    if any(i is None for i in idx):
+        return None
+    return np.asarray(idx, dtype=np.intp)
+
+
+@attrs.define
+class LevelDetector(CalibratedDetector):
+    """Recent level against the endpoint's long-horizon baseline (drifts, shifts, drops)."""
+
+    name: str = "level"
+    kind: str = "level"
+    window: int = 32
+    recent: int = 8
+    min_age_quarters: int = 2
+    directions: dict[str, float] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_registry(cls, metrics: MetricRegistry, **kw: Any) -> LevelDetector:
+        d = _gauges(metrics)
+        return cls(metrics=tuple(d), directions=d, **kw)
+
+    def raw(self, view: DetectorView) -> RawScores:
+        n, k = view.n, len(self.metrics)
+        bl = view.baseline
+        cols = _metric_columns(view, self.metrics)
+        if bl is None or cols is None or k == 0:
+            nan = np.full((n, k), np.nan)
+            return RawScores(self.metrics, nan, nan, nan)
+        r = min(self.recent, view.window)
+        recent = view.values[:, -r:, :][:, :, cols].astype(np.float64)  # (n, r, k)
+        with np.errstate(all="ignore"):
+            cnt = np.sum(~np.isnan(recent), axis=1)
+            rec = np.nanmedian(np.where(cnt[:, None, :] > 0, recent, 0.0), axis=1)
+        rec = np.where(cnt > 0, rec, np.nan)
+        exp = bl.expected[:, cols]
+        se = bl.scale[:, cols] * _MEDIAN_SE / np.sqrt(np.maximum(cnt, 1))
+        ok = (bl.weight[:, cols] >= MIN_BASELINE_WEIGHT) & (cnt >= max(2, r // 2))
+        direction = np.array([self.directions.get(m, 1.0) for m in self.metrics])
+        with np.errstate(all="ignore"):
+            z = _directed((rec - exp) / se, direction)
+            # Against the quarter-hours of the last hours (not the newest ones, which overlap the
+            # recent samples): the level before a drift began, free of the daily pattern.
+            hist = bl.history[:, cols, : max(bl.history.shape[2] - self.min_age_quarters, 0)]
+            if hist.shape[2]:
+                dz = _directed(((rec - bl.season[:, cols])[:, :, None] - hist) / se[:, :, None], direction[:, None])
+                zh = np.nanmax(np.where(np.isnan(dz), -np.inf, dz), axis=2)
+                z = np.fmax(z, np.where(np.isfinite(zh), zh, np.nan))
+        raw = np.where(ok, z, np.nan)
+        return RawScores(self.metrics, raw, rec, exp)
+
+    def fallback(self, metric: str) -> Calibration:
+        return gaussian_tail_calibration(self.directions.get(metric, 1.0) == 0.0)
+
+    def params_to_dict(self) -> dict[str, Any]:
+        return {"calibration": self.calibration_to_dict()}
+
+    def load_params(self, d: Mapping[str, Any]) -> None:
+        self.load_calibration(d["calibration"])
+
+
+@functools.lru_cache(maxsize=32)
+def binomial_calibration(n: int, rate: float) -> Calibration:
+    """Calibration of an excursion count out of ``n`` samples, each an excursion with ``rate``.
+
+    ``transform(k)`` = P(X < k), so ``1 - score`` is the tail probability P(X >= k).
+    """
+    pmf = [math.comb(n, j) * rate ** j * (1.0 - rate) ** (n - j) for j in range(n + 1)]
+    probs, qs = [0.0], [0.0]
+    below = 0.0
+    for k in range(1, n + 1):
+        below += pmf[k - 1]
+        if below >= 1.0 - 1e-15 or below <= probs[-1]:
+            break
+        probs.append(below)
+        qs.append(float(k))
+    return Calibration(probs=tuple(probs), quantiles=tuple(qs), n=0, tail_scale=0.25)
+
+
+@attrs.define
+class RecurrenceDetector(CalibratedDetector):
+    """Count of excursions in the window: recurring and intermittent faults (k of n samples)."""
+
+    name: str = "recurrence"
+    kind: str = "recurrence"
+    window: int = 32
+    excursion_z: float = 5.0
+    excursion_rate: float = 0.004
+    directions: dict[str, float] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_registry(cls, metrics: MetricRegistry, **kw: Any) -> RecurrenceDetector:
+        d = _gauges(metrics)
+        return cls(metrics=tuple(d), directions=d, **kw)
+
+    def raw(self, view: DetectorView) -> RawScores:
+        n, k = view.n, len(self.metrics)
+        bl = view.baseline
+        cols = _metric_columns(view, self.metrics)
+        if bl is None or cols is None or k == 0:
+            nan = np.full((n, k), np.nan)
+            return RawScores(self.metrics, nan, nan, nan)
+        w = min(self.window, view.window)
+        x = view.values[:, -w:, :][:, :, cols].astype(np.float64)  # (n, w, k)
+        exp = bl.expected[:, cols]
+        scale = bl.scale[:, cols]
+        direction = np.array([self.directions.get(m, 1.0) for m in self.metrics])
+        with np.errstate(all="ignore"):
+            z = _directed((x - exp[:, None, :]) / scale[:, None, :], direction)
+        exc = np.sum(z > self.excursion_z, axis=1).astype(np.float64)  # NaN compares False
+        valid = np.sum(~np.isnan(x), axis=1)
+        ok = (bl.weight[:, cols] >= MIN_BASELINE_WEIGHT) & (valid >= w // 2)
+        raw = np.where(ok, exc, np.nan)
+        return RawScores(self.metrics, raw, raw.copy(), np.where(ok, valid * self.excursion_rate, np.nan))
+
+    def fallback(self, metric: str) -> Calibration:
+        return binomial_calibration(self.window, self.excursion_rate)
+
+    def params_to_dict(self) -> dict[str, Any]:
+        return {"calibration": self.calibration_to_dict()}
+
+    def load_params(self, d: Mapping[str, Any]) -> None:
+        self.load_calibration(d["calibration"])
