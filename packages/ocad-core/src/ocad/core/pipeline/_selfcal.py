@@ -14,8 +14,8 @@ often it really crosses each level of the detector's own (prior) surprise
   ``(e_g + a * 10**-u_g) / (n + a)``: the prior table counts as ``a`` samples
   (``prior_weight``), so a new endpoint starts from the prior and an endpoint
   with a long history from its own experience; between the levels it is
-  interpolated in ``log p``, beyond the last it falls by one decade per unit of
-  ``u`` (the prior's own tail);
+  interpolated in ``log p`` (below the first level p = 1), beyond the last it
+  falls by one decade per unit of ``u`` (the prior's own tail);
 * counts decay with a half-life of ``half_life_s`` of sample time, so the
   calibration follows slow changes of an endpoint's noise;
 * rows with an alert open or pending learn nothing (contamination guard).
@@ -117,6 +117,9 @@ class SelfCalibration:
         hi_lp = np.take_along_axis(logp, (ks + 1)[..., None], axis=2)[..., 0]
         frac = np.clip((uu - lo_u) / (hi_u - lo_u), 0.0, 1.0)
         inner = lo_lp + frac * (hi_lp - lo_lp)
+        # Below the first level nothing is unusual: p = 1. (Interpolating towards the first level's
+        # rate would make a detector's everyday value, e.g. "no failures", look rarer than it is.)
+        inner = np.where(k == 0, 0.0, inner)
         beyond = logp[..., -1] - (uu - GRID[-1])  # past the last level: one decade per unit of u
         lp = np.where(k >= GRID.size, beyond, inner)
         p = np.clip(10.0 ** lp, P_MIN, 1.0)
