@@ -1,0 +1,1 @@
+"""Quality tooling (evaluation suites, scenario families); never imported by ``import ocad.core``."""
