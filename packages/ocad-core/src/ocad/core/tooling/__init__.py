@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 """Offline tooling: evaluation harness, suites and tuning, report, synthetic fleet, shadow runs, file I/O.
 
 Never imported by ``import ocad.core`` (a test enforces it) and never imported by
@@ -39,3 +40,6 @@ __all__ = [
     "write_events",
     "write_report",
 ]
+=======
+"""Quality tooling (evaluation suites, scenario families); never imported by ``import ocad.core``."""
+>>>>>>> families
