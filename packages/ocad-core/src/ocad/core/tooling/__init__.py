@@ -1,4 +1,3 @@
-<<<<<<< HEAD
 """Offline tooling: evaluation harness, suites and tuning, report, synthetic fleet, shadow runs, file I/O.
 
 Never imported by ``import ocad.core`` (a test enforces it) and never imported by
@@ -40,6 +39,3 @@ __all__ = [
     "write_events",
     "write_report",
 ]
-=======
-"""Quality tooling (evaluation suites, scenario families); never imported by ``import ocad.core``."""
->>>>>>> families
