@@ -64,6 +64,17 @@ def _metric_columns(view: DetectorView, metrics: tuple[str, ...]) -> np.ndarray 
     return np.asarray(idx, dtype=np.intp)
 
 
+def _median(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median over axis 1 ignoring NaN, and the count of valid values: (n, k) each. NaN where none."""
+    cnt = np.sum(x == x, axis=1)
+    srt = np.sort(x, axis=1)  # NaN sorts last: the first cnt entries are the valid ones
+    lo = np.maximum(cnt - 1, 0) // 2
+    hi = np.maximum(cnt, 1) // 2
+    a = np.take_along_axis(srt, lo[:, None, :], axis=1)[:, 0]
+    b = np.take_along_axis(srt, np.where(cnt % 2 == 1, lo, hi)[:, None, :], axis=1)[:, 0]
+    return np.where(cnt > 0, 0.5 * (a + b), np.nan), cnt
+
+
 @attrs.define
 class LevelDetector(CalibratedDetector):
     """Recent level against the endpoint's long-horizon baseline (drifts, shifts, drops)."""
@@ -89,10 +100,7 @@ class LevelDetector(CalibratedDetector):
             return RawScores(self.metrics, nan, nan, nan)
         r = min(self.recent, view.window)
         recent = view.values[:, -r:, :][:, :, cols].astype(np.float64)  # (n, r, k)
-        with np.errstate(all="ignore"):
-            cnt = np.sum(~np.isnan(recent), axis=1)
-            rec = np.nanmedian(np.where(cnt[:, None, :] > 0, recent, 0.0), axis=1)
-        rec = np.where(cnt > 0, rec, np.nan)
+        rec, cnt = _median(recent)
         exp = bl.expected[:, cols]
         se = bl.scale[:, cols] * _MEDIAN_SE / np.sqrt(np.maximum(cnt, 1))
         ok = (bl.weight[:, cols] >= MIN_BASELINE_WEIGHT) & (cnt >= max(2, r // 2))
@@ -144,8 +152,8 @@ class RecurrenceDetector(CalibratedDetector):
     name: str = "recurrence"
     kind: str = "recurrence"
     window: int = 32
-    excursion_z: float = 5.0
-    excursion_rate: float = 0.004
+    excursion_z: float = 4.0
+    excursion_rate: float = 0.005
     directions: dict[str, float] = attrs.field(factory=dict)
 
     @classmethod
@@ -167,7 +175,12 @@ class RecurrenceDetector(CalibratedDetector):
         direction = np.array([self.directions.get(m, 1.0) for m in self.metrics])
         with np.errstate(all="ignore"):
             z = _directed((x - exp[:, None, :]) / scale[:, None, :], direction)
-        exc = np.sum(z > self.excursion_z, axis=1).astype(np.float64)  # NaN compares False
+        # Beyond the endpoint's own excursion level (its 99.5 % |z| on normal data, at least
+        # ``excursion_z``): heavy-tailed noise has a higher level than Gaussian noise.
+        level = exc_level = np.maximum(bl.excursion[:, cols], self.excursion_z) if bl.excursion is not None \
+            else np.full((n, k), self.excursion_z)
+        exc = np.sum(z > level[:, None, :], axis=1).astype(np.float64)  # NaN compares False
+        del exc_level
         valid = np.sum(~np.isnan(x), axis=1)
         ok = (bl.weight[:, cols] >= MIN_BASELINE_WEIGHT) & (valid >= w // 2)
         raw = np.where(ok, exc, np.nan)

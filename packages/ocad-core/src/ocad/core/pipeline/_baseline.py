@@ -10,8 +10,9 @@ evicted, reset and snapshotted with the endpoint):
   ``clip`` spreads before it moves them, so a blip barely does. Until the
   endpoint has enough samples the weights are those of a running mean.
 * ``history``: the means of the last ``history`` quarter-hours (what the level
-  was 15 min, 30 min, ... 3 h ago), so a drift over hours shows against the
-  level before it began rather than against a baseline that follows it.
+  was 15 min, 30 min, ... 3 h ago; samples under an alert left out), so a drift
+  over hours shows against the level before it began rather than against a
+  baseline that follows it.
 * ``profile``: a daily profile of the deviation from the level, one bin per hour
   of the day, learned across days; once the endpoint has a day of history it
   makes a regular daily pattern part of what is expected.
@@ -43,6 +44,12 @@ __all__ = ["BaselineConfig", "BaselineFrame", "Baselines"]
 
 _LN2 = math.log(2.0)
 _DAY = 86_400.0
+#: The excursion level is the 99.5 % quantile of |z| on normal data, learned by stochastic
+#: approximation (a step up on an excursion, 199 times smaller steps down otherwise).
+EXCURSION_QUANTILE = 0.995
+_EXQ_STEP = 0.3
+INITIAL_EXCURSION = 5.0
+MIN_EXCURSION = 4.0
 
 
 def _positive(inst: Any, attr: attrs.Attribute, v: float) -> None:  # type: ignore[type-arg]
@@ -96,10 +103,13 @@ class BaselineFrame:
     weight: np.ndarray
     season: np.ndarray
     history: np.ndarray
+    #: The endpoint's excursion level: the ``excursion_quantile`` of ``|value - expected| / scale``
+    #: on its normal data (at least ``MIN_EXCURSION``); beyond it a sample is an excursion.
+    excursion: np.ndarray = attrs.field(default=None)
 
     def take(self, rows: np.ndarray) -> BaselineFrame:
         return BaselineFrame(self.expected[rows], self.scale[rows], self.weight[rows], self.season[rows],
-                             self.history[rows])
+                             self.history[rows], None if self.excursion is None else self.excursion[rows])
 
 
 class Baselines:
@@ -117,6 +127,7 @@ class Baselines:
             ("bl_level", (m,), np.nan), ("bl_abs", (m,), np.nan), ("bl_weight", (m,), 0.0),
             ("bl_tupd", (m,), np.nan), ("bl_hist", (m, h), np.nan), ("bl_qsum", (m,), 0.0),
             ("bl_qcnt", (m,), 0.0), ("bl_prof", (m, b), 0.0), ("bl_profw", (m, b), 0.0),
+            ("bl_exq", (m,), np.nan),
         ):
             store.add_state(name, shape, np.float32 if name not in ("bl_tupd",) else np.float64, fill)
         store.add_state("bl_t0", (), np.float64, np.nan)  # first sample time: the endpoint's age
@@ -124,21 +135,23 @@ class Baselines:
         store.add_state("bl_guard_since", (), np.float64, np.nan)  # alert-guard start, NaN = none
 
     # -- reading ----------------------------------------------------------------
-    def _season(self, store: WindowStore, rows: np.ndarray, t: np.ndarray, age: np.ndarray) -> np.ndarray:
-        """Daily-profile offset at times ``t`` (n,) for ``rows``: (n, M); 0 where not learned."""
-        cfg, x = self.config, store.extra
-        nb = cfg.profile_bins
+    def _season(self, prof: np.ndarray, pw: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Daily-profile offsets at times ``t`` (n, T) from profiles ``prof``/``pw`` (n, M, B): (n, M, T).
+
+        0 where the two profile bins around a time are not learned yet.
+        """
+        nb = self.config.profile_bins
         width = _DAY / nb
         pos = (np.mod(t, _DAY) / width) - 0.5  # bin centres at (k + 0.5) * width
         lo = np.floor(pos).astype(np.int64)
-        frac = (pos - lo)[:, None]
+        frac = (pos - lo)[:, None, :]
         lo %= nb
         hi = (lo + 1) % nb
-        prof, pw = x["bl_prof"][rows], x["bl_profw"][rows]
-        r = np.arange(rows.shape[0])
-        v = (1.0 - frac) * prof[r, :, lo] + frac * prof[r, :, hi]
-        known = (pw[r, :, lo] >= 0.5 * width) & (pw[r, :, hi] >= 0.5 * width) & (age[:, None] >= 0.8 * _DAY)
-        return np.where(known, v, 0.0)
+        lo_i = np.broadcast_to(lo[:, None, :], (prof.shape[0], prof.shape[1], lo.shape[1]))
+        hi_i = np.broadcast_to(hi[:, None, :], lo_i.shape)
+        v_lo, v_hi = np.take_along_axis(prof, lo_i, axis=2), np.take_along_axis(prof, hi_i, axis=2)
+        known = (np.take_along_axis(pw, lo_i, axis=2) >= 0.5 * width) & (np.take_along_axis(pw, hi_i, axis=2) >= 0.5 * width)
+        return np.where(known, (1.0 - frac) * v_lo + frac * v_hi, 0.0)
 
     def frame(self, store: WindowStore, rows: np.ndarray, ts: np.ndarray) -> BaselineFrame:
         """Baselines of ``rows`` at their sample times ``ts`` (before learning them)."""
@@ -149,19 +162,26 @@ class Baselines:
         age = np.where(np.isfinite(age), age, 0.0)
         level = x["bl_level"][rows].astype(np.float64)
         scale = self._scale(level, x["bl_abs"][rows].astype(np.float64))
-        season = self._season(store, rows, t, age)
         hist = x["bl_hist"][rows].astype(np.float64)  # (n, M, H), newest quarter last
-        h = cfg.history
-        # Each stored quarter-hour de-seasonalised with the profile at its own time of day.
-        qs = cfg.quarter_s
-        slot = x["bl_qslot"][rows]
-        hist_dev = np.empty_like(hist)
-        for j in range(h):
-            tj = (slot - (h - 1 - j)) * qs + 0.5 * qs
-            tj = np.where(np.isfinite(tj), tj, t)
-            hist_dev[:, :, j] = hist[:, :, j] - self._season(store, rows, tj, age)
+        season = np.zeros(level.shape)
+        # The profile counts once an endpoint has most of a day of history (most ticks: none has).
+        seasonal = age >= 0.8 * _DAY
+        if seasonal.any():
+            h, qs = cfg.history, cfg.quarter_s
+            sr = rows[seasonal]
+            slot = x["bl_qslot"][sr]
+            # Now, and each stored quarter-hour at its own time of day (its middle).
+            times = np.concatenate([t[seasonal, None], (slot[:, None] - np.arange(h - 1, -1, -1)) * qs + 0.5 * qs],
+                                   axis=1)
+            times = np.where(np.isfinite(times), times, t[seasonal, None])
+            off = self._season(x["bl_prof"][sr].astype(np.float64), x["bl_profw"][sr], times)
+            season[seasonal] = off[:, :, 0]
+            hist[seasonal] -= off[:, :, 1:]
+        hist_dev = hist
+        exq = x["bl_exq"][rows].astype(np.float64)
+        excursion = np.maximum(np.where(np.isnan(exq), INITIAL_EXCURSION, exq), MIN_EXCURSION)
         return BaselineFrame(expected=level + season, scale=scale, weight=x["bl_weight"][rows].astype(np.float64),
-                             season=season, history=hist_dev)
+                             season=season, history=hist_dev, excursion=excursion)
 
     def _scale(self, level: np.ndarray, mean_abs: np.ndarray) -> np.ndarray:
         # Mean absolute deviation -> standard deviation for Gaussian data; floored relative to the level.
@@ -190,16 +210,18 @@ class Baselines:
         return g & (t - since[rows] < self.config.accept_after_s)
 
     def update(self, store: WindowStore, rows: np.ndarray, ts: np.ndarray, values: np.ndarray, frozen: np.ndarray) -> None:
-        """Learn the newest samples ``values`` (n, M) at ``ts`` (n,); ``frozen`` rows (n,) learn nothing
-        but their quarter-hour history (a record of what happened, not of what is normal)."""
+        """Learn the newest samples ``values`` (n, M) at ``ts`` (n,); ``frozen`` rows (n,) learn nothing.
+
+        A quarter-hour with no sample learned (all under an alert) stays empty in the history.
+        """
         cfg, x = self.config, store.extra
         rows = np.asarray(rows, dtype=np.int64)
         t = np.asarray(ts, dtype=np.float64)
         v = np.asarray(values, dtype=np.float64)
         t0 = x["bl_t0"]
         t0[rows] = np.where(np.isnan(t0[rows]), t, t0[rows])
-        self._update_history(store, rows, t, v)
         learn = ~np.asarray(frozen, dtype=bool)
+        self._update_history(store, rows, t, np.where(learn[:, None], v, np.nan))
         if not learn.any():
             return
         r, t, v = rows[learn], t[learn], v[learn]
@@ -225,6 +247,13 @@ class Baselines:
         dev = np.abs(res)
         dev = np.where(known_scale, np.minimum(dev, lim), dev)
         new_abs = np.where(first, np.nan, np.where(np.isnan(mabs), dev, mabs + alpha * (dev - mabs)))
+        # The excursion level: |z| against the level and scale before this sample.
+        exq = x["bl_exq"][r].astype(np.float64)
+        exq = np.where(np.isnan(exq), INITIAL_EXCURSION, exq)
+        z = np.abs(res) / scale
+        step = np.where(z > exq, _EXQ_STEP, -_EXQ_STEP * (1.0 - EXCURSION_QUANTILE) / EXCURSION_QUANTILE)
+        new_exq = np.clip(exq + step, MIN_EXCURSION - 1.0, 100.0)
+        x["bl_exq"][r] = np.where(ok & known_scale, new_exq, x["bl_exq"][r])
         # The profile learns the deviation from the level at this time of day, across days.
         self._update_profile(store, r, t, np.where(first, 0.0, res), ok & ~first, dt)
         x["bl_level"][r] = np.where(ok, new_level, level)

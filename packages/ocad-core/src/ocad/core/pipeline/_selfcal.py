@@ -13,9 +13,12 @@ often it really crosses each level of the detector's own (prior) surprise
 * the re-calibrated tail probability at ``u_g`` is the Bayesian blend
   ``(e_g + a * 10**-u_g) / (n + a)``: the prior table counts as ``a`` samples
   (``prior_weight``), so a new endpoint starts from the prior and an endpoint
-  with a long history from its own experience; between the levels it is
-  interpolated in ``log p`` (below the first level p = 1), beyond the last it
-  falls by one decade per unit of ``u`` (the prior's own tail);
+  with a long history from its own experience;
+* above the highest level the endpoint has crossed ``MIN_EXCEEDANCES`` times,
+  its own measured tail slope is continued where that gives a larger p than the
+  blend (heavy-tailed noise: the prior's Gaussian-like tail would make every new
+  record look decisive); between the levels ``log p`` is interpolated (below the
+  first level p = 1), beyond the last the tail's slope continues;
 * counts decay with a half-life of ``half_life_s`` of sample time, so the
   calibration follows slow changes of an endpoint's noise;
 * rows with an alert open or pending learn nothing (contamination guard).
@@ -41,6 +44,10 @@ GRID = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.
 _LN2 = math.log(2.0)
 #: Smallest p-value handled: 1e-15 keeps tan() and log10() exact in float64.
 P_MIN = 1e-15
+#: Exceedances (decayed) of a level before its rate counts as measured on this endpoint.
+MIN_EXCEEDANCES = 3.0
+#: The flattest tail (decades of p per unit of prior surprise) extrapolated from an endpoint's data.
+MIN_TAIL_SLOPE = 0.25
 
 
 def _positive(inst: Any, attr: attrs.Attribute, v: float) -> None:  # type: ignore[type-arg]
@@ -105,6 +112,24 @@ class SelfCalibration:
         n = x["sc_n"][rows].astype(np.float64)[:, :, None]  # (n, D, 1)
         exc = x["sc_exc"][rows].astype(np.float64)  # (n, D, G)
         p_grid = (exc + a * self._prior_p) / (n + a)
+        # Above the highest level this endpoint has crossed often enough to measure, the blend
+        # above trusts the prior's tail; where the endpoint's measured tail is heavier than the
+        # prior's (heavy-tailed noise), continue its own measured slope instead, whichever gives
+        # the larger p: a value never seen before on a short history is not proof of a fault.
+        well = exc >= MIN_EXCEEDANCES
+        top = well.sum(axis=2) - 1  # exceedance counts fall with the level: ``well`` is a prefix
+        has = top >= 0
+        ts_ = np.maximum(top, 0)
+        lo_ = np.maximum(ts_ - 2, 0)
+        emp = np.log10(np.maximum(exc / np.maximum(n, 1e-12), P_MIN))
+        e_top = np.take_along_axis(emp, ts_[..., None], axis=2)[..., 0]
+        e_lo = np.take_along_axis(emp, lo_[..., None], axis=2)[..., 0]
+        span = GRID[ts_] - GRID[lo_]
+        slope = np.where(span > 0, (e_lo - e_top) / np.where(span > 0, span, 1.0), 1.0)
+        slope = np.where(has, np.clip(slope, MIN_TAIL_SLOPE, 1.0), 1.0)
+        ext = e_top[..., None] - slope[..., None] * (GRID - GRID[ts_][..., None])
+        above = has[..., None] & (np.arange(GRID.size) > ts_[..., None])
+        p_grid = np.where(above, np.maximum(p_grid, 10.0 ** ext), p_grid)
         # Tail probabilities must fall with the level; decayed counts keep that up to rounding.
         p_grid = np.minimum.accumulate(p_grid, axis=2)
         logp = np.concatenate([np.zeros(p_grid.shape[:2] + (1,)), np.log10(np.maximum(p_grid, P_MIN))], axis=2)
@@ -120,7 +145,7 @@ class SelfCalibration:
         # Below the first level nothing is unusual: p = 1. (Interpolating towards the first level's
         # rate would make a detector's everyday value, e.g. "no failures", look rarer than it is.)
         inner = np.where(k == 0, 0.0, inner)
-        beyond = logp[..., -1] - (uu - GRID[-1])  # past the last level: one decade per unit of u
+        beyond = logp[..., -1] - slope * (uu - GRID[-1])  # past the last level: the tail's slope
         lp = np.where(k >= GRID.size, beyond, inner)
         p = np.clip(10.0 ** lp, P_MIN, 1.0)
         return np.where(np.isnan(u), np.nan, p)
