@@ -292,8 +292,11 @@ class Monitor:
         comp = self.composite.score(view, lambda u: self.selfcal.pvalues(store, rows, u))
         self.last_ready = ready = self._ready(rows, b.ts, view.counts)
         events += self.policy.update(b.endpoint_id, b.ts, comp, ready=ready)
-        # Learn after judging, and not from endpoints under an alert (open or pending).
-        frozen = self.baselines.set_guard(store, rows, b.ts, self.policy.guarded(b.endpoint_id))
+        # Learn after judging, and not from samples that are suspect (composite at or above the alert
+        # policy's clear threshold) or from endpoints under an alert (open or pending): evidence that
+        # has not opened an alert yet must not be learned as normal and silence itself.
+        suspect = np.nan_to_num(comp.scores, nan=0.0) >= self.policy.config.clear_threshold
+        frozen = self.baselines.set_guard(store, rows, b.ts, self.policy.guarded(b.endpoint_id) | suspect)
         if comp.calibrated is not None:
             self.selfcal.update(store, rows, b.ts, prior_surprise(comp.calibrated), frozen)
         self.baselines.update(store, rows, b.ts, b.values, frozen)

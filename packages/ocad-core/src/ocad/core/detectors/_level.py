@@ -30,7 +30,7 @@ import attrs
 import numpy as np
 
 from ._calibration import Calibration
-from ._base import CalibratedDetector, RawScores, gaussian_tail_calibration
+from ._base import CalibratedDetector, RawScores, feature_matrix, gaussian_tail_calibration
 from .._metrics import MetricKind, MetricRegistry
 from .._view import DetectorView
 
@@ -102,7 +102,11 @@ class LevelDetector(CalibratedDetector):
         recent = view.values[:, -r:, :][:, :, cols].astype(np.float64)  # (n, r, k)
         rec, cnt = _median(recent)
         exp = bl.expected[:, cols]
-        se = bl.scale[:, cols] * _MEDIAN_SE / np.sqrt(np.maximum(cnt, 1))
+        # The spread of single samples: the window's robust scale (the noise now) where known, not
+        # the baseline's, which also holds the slow swings of the last hours and would hide a step.
+        local = feature_matrix(view.features, tuple(f"{m}:scale" for m in self.metrics))
+        spread = np.where(np.isfinite(local) & (local > 0), np.minimum(local, bl.scale[:, cols]), bl.scale[:, cols])
+        se = spread * _MEDIAN_SE / np.sqrt(np.maximum(cnt, 1))
         ok = (bl.weight[:, cols] >= MIN_BASELINE_WEIGHT) & (cnt >= max(2, r // 2))
         direction = np.array([self.directions.get(m, 1.0) for m in self.metrics])
         with np.errstate(all="ignore"):

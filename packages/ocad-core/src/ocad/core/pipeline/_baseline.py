@@ -17,10 +17,12 @@ evicted, reset and snapshotted with the endpoint):
   of the day, learned across days; once the endpoint has a day of history it
   makes a regular daily pattern part of what is expected.
 
-**Contamination guard**: while an endpoint has an alert open or pending, its
-level, spread and profile are frozen, so a fault is not learned as normal. A
-persistent change (a planned re-route) must still become the new normal: once an
-alert has been open for ``accept_after_s`` the baseline learns again, the evidence
+**Contamination guard**: while an endpoint has an alert open or pending, or its
+newest sample is suspect (composite surprise at or above the alert policy's
+``clear_threshold``), its level, spread, profile and self-calibration are frozen,
+so a fault is not learned as normal, nor is evidence that is still building up.
+A persistent change (a planned re-route) must still become the new normal: once
+the guard has held for ``accept_after_s`` the baseline learns again, the evidence
 fades as it catches up, and the alert resolves.
 
 Detectors read the baseline through :class:`BaselineFrame` in their
@@ -47,7 +49,7 @@ _DAY = 86_400.0
 #: The excursion level is the 99.5 % quantile of |z| on normal data, learned by stochastic
 #: approximation (a step up on an excursion, 199 times smaller steps down otherwise).
 EXCURSION_QUANTILE = 0.995
-_EXQ_STEP = 0.3
+_EXQ_STEP = 0.02
 INITIAL_EXCURSION = 5.0
 MIN_EXCURSION = 4.0
 

@@ -47,7 +47,7 @@ P_MIN = 1e-15
 #: Exceedances (decayed) of a level before its rate counts as measured on this endpoint.
 MIN_EXCEEDANCES = 3.0
 #: The flattest tail (decades of p per unit of prior surprise) extrapolated from an endpoint's data.
-MIN_TAIL_SLOPE = 0.25
+MIN_TAIL_SLOPE = 1.0
 
 
 def _positive(inst: Any, attr: attrs.Attribute, v: float) -> None:  # type: ignore[type-arg]
@@ -92,7 +92,6 @@ class SelfCalibration:
         self.config = config or SelfCalibrationConfig()
         self.n_detectors = int(n_detectors)
         self._prior_p = 10.0 ** -GRID
-        self._log_grid_u = np.concatenate([[0.0], GRID])
 
     def register(self, store: WindowStore) -> None:
         """Add this stage's per-row state to ``store`` (once per store)."""
@@ -107,48 +106,49 @@ class SelfCalibration:
         u = np.asarray(u, dtype=np.float64)
         if not self.config.enabled or u.size == 0:
             return np.clip(10.0 ** -u, P_MIN, 1.0)
-        x = store.extra
+        p = np.where(np.isnan(u), np.nan, 1.0)
+        # Below the first level nothing is unusual (p = 1): usually most pairs, skipped here.
+        ri, di = np.nonzero(u >= GRID[0])
+        if ri.size:
+            p[ri, di] = 10.0 ** self._log_p(store.extra, np.asarray(rows)[ri], di, u[ri, di])
+        return p
+
+    def _log_p(self, x: Any, rows: np.ndarray, det: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """log10 p of prior surprises ``u`` (m,) >= GRID[0] of detector ``det`` (m,) on ``rows`` (m,)."""
         a = self.config.prior_weight
-        n = x["sc_n"][rows].astype(np.float64)[:, :, None]  # (n, D, 1)
-        exc = x["sc_exc"][rows].astype(np.float64)  # (n, D, G)
-        p_grid = (exc + a * self._prior_p) / (n + a)
-        # Above the highest level this endpoint has crossed often enough to measure, the blend
-        # above trusts the prior's tail; where the endpoint's measured tail is heavier than the
-        # prior's (heavy-tailed noise), continue its own measured slope instead, whichever gives
-        # the larger p: a value never seen before on a short history is not proof of a fault.
-        well = exc >= MIN_EXCEEDANCES
-        top = well.sum(axis=2) - 1  # exceedance counts fall with the level: ``well`` is a prefix
-        has = top >= 0
-        ts_ = np.maximum(top, 0)
-        lo_ = np.maximum(ts_ - 2, 0)
-        emp = np.log10(np.maximum(exc / np.maximum(n, 1e-12), P_MIN))
-        e_top = np.take_along_axis(emp, ts_[..., None], axis=2)[..., 0]
-        e_lo = np.take_along_axis(emp, lo_[..., None], axis=2)[..., 0]
+        n = x["sc_n"][rows, det].astype(np.float64)[:, None]  # (m, 1)
+        exc = x["sc_exc"][rows, det].astype(np.float64)  # (m, G)
+        with np.errstate(divide="ignore"):
+            lp_grid = np.log10((exc + a * self._prior_p) / (n + a))
+            # Above the highest level this endpoint has crossed often enough to measure, the blend
+            # trusts the prior's tail; where the endpoint's measured tail is heavier than the prior's
+            # (heavy-tailed noise), continue its own measured slope instead, whichever gives the
+            # larger p: a value never seen before on a short history is not proof of a fault.
+            top = (exc >= MIN_EXCEEDANCES).sum(axis=1) - 1  # counts fall with the level: a prefix
+            has = top >= 0
+            ts_ = np.maximum(top, 0)
+            lo_ = np.maximum(ts_ - 2, 0)
+            m = np.arange(u.shape[0])
+            nn = np.maximum(n[:, 0], 1e-12)
+            e_top = np.log10(np.maximum(exc[m, ts_] / nn, P_MIN))
+            e_lo = np.log10(np.maximum(exc[m, lo_] / nn, P_MIN))
         span = GRID[ts_] - GRID[lo_]
         slope = np.where(span > 0, (e_lo - e_top) / np.where(span > 0, span, 1.0), 1.0)
         slope = np.where(has, np.clip(slope, MIN_TAIL_SLOPE, 1.0), 1.0)
-        ext = e_top[..., None] - slope[..., None] * (GRID - GRID[ts_][..., None])
-        above = has[..., None] & (np.arange(GRID.size) > ts_[..., None])
-        p_grid = np.where(above, np.maximum(p_grid, 10.0 ** ext), p_grid)
+        ext = e_top[:, None] - slope[:, None] * (GRID - GRID[ts_][:, None])
+        above = has[:, None] & (np.arange(GRID.size) > ts_[:, None])
+        lp_grid = np.where(above, np.maximum(lp_grid, ext), lp_grid)
         # Tail probabilities must fall with the level; decayed counts keep that up to rounding.
-        p_grid = np.minimum.accumulate(p_grid, axis=2)
-        logp = np.concatenate([np.zeros(p_grid.shape[:2] + (1,)), np.log10(np.maximum(p_grid, P_MIN))], axis=2)
-        uu = np.where(np.isnan(u), 0.0, u)
-        k = np.clip(np.searchsorted(GRID, uu, side="right"), 0, GRID.size)  # segment index in [0, G]
+        lp_grid = np.minimum.accumulate(np.maximum(lp_grid, math.log10(P_MIN)), axis=1)
+        k = np.searchsorted(GRID, u, side="right")  # in [1, G]: u >= GRID[0]
         ks = np.minimum(k, GRID.size - 1)
-        lo_u = self._log_grid_u[ks]
-        hi_u = self._log_grid_u[ks + 1]
-        lo_lp = np.take_along_axis(logp, ks[..., None], axis=2)[..., 0]
-        hi_lp = np.take_along_axis(logp, (ks + 1)[..., None], axis=2)[..., 0]
-        frac = np.clip((uu - lo_u) / (hi_u - lo_u), 0.0, 1.0)
+        lo_i = ks - 1
+        lo_lp, hi_lp = lp_grid[m, lo_i], lp_grid[m, ks]
+        frac = np.clip((u - GRID[lo_i]) / (GRID[ks] - GRID[lo_i]), 0.0, 1.0)
         inner = lo_lp + frac * (hi_lp - lo_lp)
-        # Below the first level nothing is unusual: p = 1. (Interpolating towards the first level's
-        # rate would make a detector's everyday value, e.g. "no failures", look rarer than it is.)
-        inner = np.where(k == 0, 0.0, inner)
-        beyond = logp[..., -1] - slope * (uu - GRID[-1])  # past the last level: the tail's slope
+        beyond = lp_grid[:, -1] - slope * (u - GRID[-1])  # past the last level: the tail's slope
         lp = np.where(k >= GRID.size, beyond, inner)
-        p = np.clip(10.0 ** lp, P_MIN, 1.0)
-        return np.where(np.isnan(u), np.nan, p)
+        return np.clip(lp, math.log10(P_MIN), 0.0)
 
     def update(self, store: WindowStore, rows: np.ndarray, ts: np.ndarray, u: np.ndarray, frozen: np.ndarray) -> None:
         """Learn prior surprises ``u`` (n, D) at ``ts`` (n,); ``frozen`` rows learn nothing."""
