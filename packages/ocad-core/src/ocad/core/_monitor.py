@@ -139,10 +139,19 @@ class Monitor:
 
         ``path`` may be one artifact, a directory of artifacts, or a model store (active versions).
         Shipped default models are not loaded: the artifacts replace them. Metrics named by the
-        artifacts that are not registered are added as user metrics (gauges).
+        artifacts that are not registered are added as user metrics (with the spec an artifact
+        records in ``inputs.metric_specs``, else a gauge with the artifact's unit).
+
+        A ``core-calibration`` artifact (written by ``ocad train``) holds a calibration
+        document of :meth:`calibrate`: it is applied to the core detectors through their
+        ``load_params``, exactly like ``[monitor] calibration`` (see docs/artifacts.md).
+        An artifact whose kind needs a package that is not installed (``forecaster`` and
+        ``multivariate`` need ocad-detectors-ml) is never skipped silently: with ``strict``
+        it raises :class:`OcadDependencyError` naming the extra, otherwise it is logged and
+        listed in ``health()["artifact_errors"]``.
         """
-        from .artifacts._artifact import find_artifacts, load_artifact
         from ._metrics import MetricSpec
+        from .artifacts._artifact import CORE_CALIBRATION_KIND, find_artifacts, load_artifact
 
         reg = registry if registry is not None else default_registry()
         base = MonitorConfig.coerce(config)
@@ -157,22 +166,72 @@ class Monitor:
                 bad.append(str(exc))
         if not arts and not bad:
             raise OcadArtifactError(str(path), "no artifacts found (expected manifest.json files)")
+        bad += _missing_artifact_packages(arts, strict=strict)
         known = reg.metrics(base.user_metrics)
         user = dict(base.user_metrics)
         for a in arts:
             units = a.manifest["inputs"].get("units", {})
+            specs = a.manifest["inputs"].get("metric_specs") or {}
             for m in a.manifest["inputs"]["metrics"]:
                 if m not in known and m not in user:
-                    spec = MetricSpec(m, unit=units.get(m, "")).to_dict()
-                    del spec["name"]
-                    user[m] = spec
+                    spec = MetricSpec.from_mapping(m, specs[m]) if m in specs else \
+                        MetricSpec(m, unit=units.get(m, ""))
+                    d = spec.to_dict()
+                    del d["name"]
+                    user[m] = d
 
         cfg = attrs.evolve(base, user_metrics=user, use_shipped_models=False)
+        model_arts = [a for a in arts if a.kind != CORE_CALIBRATION_KIND]
         probe = cls(cfg, registry=reg, strict=strict)
-        extra = reg.artifact_detectors(arts, probe.context, strict=strict)
+        extra = reg.artifact_detectors(model_arts, probe.context, strict=strict)
         mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict)
+        for a in arts:
+            if a.kind == CORE_CALIBRATION_KIND:
+                try:
+                    mon.load_calibration(a)
+                except (OcadArtifactError, OcadConfigError) as exc:
+                    if strict:
+                        raise
+                    log.error("%s", exc)
+                    bad.append(str(exc))
         mon.artifact_errors = [*bad, *probe.context.artifact_errors, *mon.artifact_errors]
         return mon
+
+    def load_calibration(self, source: Any) -> list[str]:
+        """Apply a calibration document (:meth:`calibrate`'s output) to the detectors; returns their names.
+
+        ``source``: the document (a mapping), a JSON file, or a ``core-calibration`` artifact
+        (:class:`~ocad.core.LoadedArtifact`, its ``calibration`` file, hash-verified at load).
+        Detectors the document does not name keep their tables. A table that does not fit
+        its detector raises :class:`OcadConfigError` naming the detector.
+        """
+        if isinstance(source, Mapping):
+            doc, label = source, "calibration document"
+        else:
+            if hasattr(source, "manifest") and hasattr(source, "file"):
+                path, label = source.file("calibration"), f"artifact {source.name}@{source.version}"
+            else:
+                path = Path(source)
+                label = str(path)
+            try:
+                doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise OcadConfigError(f"{label}: calibration is not readable JSON: {exc}") from exc
+        params = doc.get("detectors") if isinstance(doc, Mapping) else None
+        if not isinstance(params, Mapping):
+            raise OcadConfigError(f"{label}: a calibration document needs a 'detectors' object")
+        loaded = []
+        for d in self.composite.detectors:
+            p = params.get(d.name)
+            if p is None or not hasattr(d, "load_params"):
+                continue
+            try:
+                d.load_params(p)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise OcadConfigError(f"{label}: calibration of detector {d.name!r} does not fit it: {exc}") \
+                    from exc
+            loaded.append(d.name)
+        return loaded
 
     def _load_default_calibration(self, dets: Sequence[Any]) -> None:
         path = self.config.calibration
@@ -469,6 +528,39 @@ class Monitor:
     @classmethod
     def from_snapshot(cls, path: str | os.PathLike[str], config: Any = None, **kw: Any) -> Monitor:
         return cls(config, **kw).restore(path)
+
+
+#: Artifact kinds ocad-core does not run itself: the module of the plugin that does, and its extra.
+ARTIFACT_KIND_PACKAGES: dict[str, tuple[str, str]] = {
+    "forecaster": ("ocad.detectors_ml", "ml"),
+    "multivariate": ("ocad.detectors_ml", "ml"),
+}
+
+
+def _missing_artifact_packages(arts: Sequence[Any], *, strict: bool) -> list[str]:
+    """Artifacts whose detector package is not installed: raise (strict) or messages (else)."""
+    import importlib.util
+
+    from ._errors import OcadDependencyError
+
+    out: list[str] = []
+    for a in arts:
+        need = ARTIFACT_KIND_PACKAGES.get(a.kind)
+        if need is None:
+            continue
+        module, extra = need
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            continue
+        err = OcadDependencyError(module, extra, f"artifact {a.name}@{a.version} (kind {a.kind!r}, {a.path})")
+        if strict:
+            raise err
+        log.warning("%s; its detector does not run", err)
+        out.append(f"{err}; its detector does not run")
+    return out
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

@@ -20,10 +20,37 @@ from typing import Any
 from ..pipeline._alerts import AlertEvent
 from .._errors import OcadValidationError, require
 
-__all__ = ["LABEL_COLUMNS", "read_records", "write_events"]
+__all__ = [
+    "FAILURE_TS_COLUMN",
+    "FAULT_TYPE_COLUMN",
+    "LABEL_COLUMNS",
+    "NORMAL_FAULT_TYPES",
+    "fault_type_name",
+    "read_records",
+    "write_events",
+]
 
+# -- the labelled-file format (one definition for simulate, evaluate, tune-weights and train) --
+#: The label column: the fault type of the sample, or one of NORMAL_FAULT_TYPES when normal.
+FAULT_TYPE_COLUMN = "fault_type"
+#: Optional: the hard-failure time (epoch s) of the gradual fault the sample belongs to.
+FAILURE_TS_COLUMN = "failure_ts"
+#: ``fault_type`` cells that mean "normal" (compared case-insensitively, stripped); missing too.
+NORMAL_FAULT_TYPES = ("", "none", "normal")
 #: Columns that carry labels, not measurements: read_records drops them (use them for evaluation).
-LABEL_COLUMNS = frozenset({"fault_type", "label"})
+LABEL_COLUMNS = frozenset({FAULT_TYPE_COLUMN, "label", FAILURE_TS_COLUMN})
+
+
+def fault_type_name(v: Any) -> str:
+    """The fault type of a ``fault_type`` cell: ``""`` for normal (empty, missing, "none", "normal").
+
+    >>> [fault_type_name(v) for v in ("", None, float("nan"), " None ", "normal", "link_flap")]
+    ['', '', '', '', '', 'link_flap']
+    """
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    s = str(v).strip()
+    return "" if s.lower() in NORMAL_FAULT_TYPES else s
 
 
 def _cell(v: str) -> Any:
