@@ -169,7 +169,8 @@ class Monitor:
         bad += _missing_artifact_packages(arts, strict=strict)
         known = reg.metrics(base.user_metrics)
         user = dict(base.user_metrics)
-        for a in arts:
+        # Artifacts that record full metric specs first: their spec wins over a unit-only one.
+        for a in sorted(arts, key=lambda a: not a.manifest["inputs"].get("metric_specs")):
             units = a.manifest["inputs"].get("units", {})
             specs = a.manifest["inputs"].get("metric_specs") or {}
             for m in a.manifest["inputs"]["metrics"]:

@@ -131,7 +131,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"ocad simulate: unknown fault type(s) {bad}; choose from {list(FAULT_TYPES)}", file=sys.stderr)
             return 2
     fleet = generate_fleet(args.endpoints, args.hours * 3600, args.interval, seed=args.seed, faults=faults)
-    fleet.write_csv(args.out, long=args.long)
+    if Path(args.out).suffix.lower() in (".parquet", ".pq"):
+        # The same labelled-file layout as the CSV (fault_type "" = normal), read by
+        # evaluate --data and train --data alike.
+        from ._errors import require
+
+        require("pyarrow", "io", "ocad simulate --out *.parquet")
+        fleet.to_frame(long=args.long).to_parquet(args.out, index=False)
+    else:
+        fleet.write_csv(args.out, long=args.long)
     if args.events:
         Path(args.events).write_text(json.dumps(fleet.events_table(), indent=1), encoding="utf-8")
     print(f"wrote {len(fleet.endpoints)} endpoints x {len(fleet.ts)} samples to {args.out} "
@@ -312,9 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="Monitor config (TOML)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("simulate", help="write a generated fleet to CSV")
+    p = sub.add_parser("simulate", help="write a generated, labelled fleet to CSV or Parquet")
     _add_fleet_args(p, endpoints=20, hours=2.0, seed=0)
-    p.add_argument("--out", required=True, help="CSV file")
+    p.add_argument("--out", required=True,
+                   help="labelled file: .csv, or .parquet / .pq (extra 'io'); fault_type '' = normal")
     p.add_argument("--long", action="store_true", help="long format (endpoint_id, ts, metric, value)")
     p.add_argument("--faults", default="all", help="'all', 'none' or a comma list of fault types")
     p.add_argument("--events", help="write the labelled fault events as JSON here")

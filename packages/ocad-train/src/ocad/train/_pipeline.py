@@ -378,9 +378,10 @@ def _train_core_calibration(table: SeriesTable, cfg: TrainConfig, store: ModelSt
         "calibration": {"file": "calibration", "detectors": sorted(doc["detectors"]),
                         "tables_per_detector": fitted},
         "training_data": {
+            **_data_summary(table),
             "fingerprint": data_fingerprint([frame[metrics].to_numpy(np.float64)], {"every": every}),
-            "n_endpoints": table.n_endpoints, "n_rows": int(len(frame)), "n_rows_source": table.n_samples,
-            "source": table.source, "dropped": dict(table.dropped), **_data_summary(table),
+            "n_rows": int(len(frame)),  # the normal rows calibrated on
+            "n_rows_source": table.n_samples,
         },
         "training_run": {"decisions": [d.to_dict() for d in decisions]},
         "hyperparameters": {"every": every, "monitor_window": int(mon.window)},
@@ -478,10 +479,15 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
     n_t = int(ts0.shape[0])
 
     def counts(stride: int, fractions: Sequence[float]) -> tuple[int, int]:
-        # Rows whose whole window lies in a part (labels ignored: an upper bound, checked again below).
+        # Normal training / validation rows a (stride, split) gives, without computing features:
+        # the rows feature_matrix_from_fleet builds (window ends every `stride` ticks), labelled
+        # by their last tick, kept when their whole window lies in one part.
         sp = split_boundaries(n_t, window, fractions)
-        per = [max(0, (b - a - window) // stride + 1) if b - a >= window else 0 for a, b in (sp.train, sp.validation)]
-        return per[0] * sub.n_endpoints, per[1] * sub.n_endpoints
+        t_end = np.arange(window - 1, n_t, stride)
+        start = t_end - window + 1
+        ok = labels[:, t_end] == 0
+        n = [int((ok & ((start >= a) & (t_end < b))[None, :]).sum()) for a, b in (sp.train, sp.validation)]
+        return n[0], n[1]
 
     need_tr, need_va = MULTIVARIATE_MIN_ROWS["train"], MULTIVARIATE_MIN_ROWS["validation"]
     tries = [(stride, fractions), (1, fractions), (1, SHORT_FRACTIONS)]
@@ -493,7 +499,7 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
     else:
         return None, FitDecision(name, False, (
             f"too few rows: {n_t} samples x {sub.n_endpoints} endpoint(s) give at most {n_tr} training / {n_va} "
-            f"validation feature rows (window {window}, stride 1); the forest needs {need_tr} / {need_va}"))
+            f"validation normal feature rows (window {window}, stride 1); the forest needs {need_tr} / {need_va}"))
     x, names, lab, _, t_end = _iforest.feature_matrix_from_fleet(fleet, engine, window, stride)
     sp = split_boundaries(n_t, window, fractions)
     start = t_end - window + 1
@@ -508,15 +514,19 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
         return None, FitDecision(name, False, (
             f"too few normal rows: {int(train.sum())} training / {n_normal_val} validation feature rows "
             f"(window {window}, stride {stride}); the forest needs {need_tr} / {need_va}"))
-    if (stride, fractions) != (int(cfg.multivariate.get("stride", MULTIVARIATE_STRIDE)),
-                               tuple(cfg.forecaster.fractions)):
-        mv.setdefault("min_validation_rows", need_va)
+    mv.setdefault("min_validation_rows", need_va)
     version = cfg.version if cfg.version and cfg.version not in store.versions(name) else store.next_version(name)
     config = {**mv, "version": version, "window": window, "stride": stride,
               "feature_engine": _iforest.feature_engine_params(engine), "metrics": list(metrics)}
-    art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
-                                        out_dir=store.version_dir(name, version), labels_val=lab[val],
-                                        seed=cfg.seed)
+    if hasattr(_iforest, "_config"):
+        _iforest._config(config)  # a wrong [multivariate] key is the user's error: raise it here
+    try:
+        art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
+                                            out_dir=store.version_dir(name, version), labels_val=lab[val],
+                                            seed=cfg.seed)
+    except OcadConfigError as exc:
+        # The config is valid, so this is the data (e.g. too many rows with missing features).
+        return None, FitDecision(name, False, str(exc))
     store.promote(name, version)
     return art, FitDecision(name, True, (f"on {metrics}: {int(train.sum())} training / {int(val.sum())} validation "
                                          f"rows (window {window}, stride {stride}, split {list(fractions)})"),
