@@ -12,15 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ocad.core import (
-    Monitor,
-    ModelStore,
-    OcadConfigError,
-    OcadDependencyError,
-    load_labelled_file,
-    write_artifact,
-)
-from ocad.core._artifact import CORE_CALIBRATION_KIND
+from ocad.core import Monitor, OcadConfigError, OcadDependencyError
+from ocad.core.artifacts import ModelStore, write_artifact
+from ocad.core.artifacts._artifact import CORE_CALIBRATION_KIND
+from ocad.core.tooling import load_labelled_file
 
 
 SPEC = {"unit": "ms", "higher_is_worse": False}

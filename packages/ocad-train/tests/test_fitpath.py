@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ocad.core import Monitor, ModelStore
+from ocad.core import Monitor
+from ocad.core.artifacts import ModelStore
 
 TINY_ARGS = ["--epochs", "2", "--threads", "1", "--quiet"]
 TINY_TOML = ('[forecaster]\nhidden = 8\nlevels = 2\nbatch_size = 128\nlr = 0.005\n'
@@ -123,7 +124,7 @@ def test_eight_metric_short_set_fits_calibration_and_the_forest_only_with_enough
 
 def test_labelled_parquet_from_simulate_trains_on_normal_samples_only(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from ocad.core import load_labelled_file
+    from ocad.core.tooling import load_labelled_file
     from ocad.core.cli import main as core_main
     from ocad.train import load_table
 

@@ -354,8 +354,10 @@ def _train_core_calibration(table: SeriesTable, cfg: TrainConfig, store: ModelSt
     frame = pd.concat(frames, ignore_index=True)
     n_ticks = max(int(t.size) for t in table.ts)
     # Views every `every` ticks after the window: >= ~1000 rows per metric when the data
-    # has them, never fewer than possible (every tick) when it has not.
-    every = int(np.clip((n_ticks - mon.window) * table.n_endpoints // 1000, 1, 3))
+    # has them, never fewer than possible (every tick) when it has not; about a million
+    # view rows at most for a large fleet (the tables have 21 quantiles).
+    rows = max(n_ticks - mon.window, 0) * table.n_endpoints
+    every = max(int(np.clip(rows // 1000, 1, 3)), rows // 1_000_000)
     t0 = time.perf_counter()
     try:
         doc = mon.calibrate(frame, every=every)
