@@ -35,6 +35,7 @@ from .pipeline._alerts import AlertEvent, AlertPolicy
 from ._config import MonitorConfig
 from .pipeline._composite import CompositeDetector, CompositeOutput
 from ._errors import OcadArtifactError, OcadConfigError, OcadValidationError
+from ._labels import EndpointLabels, group_alerts
 from .pipeline._features import FeatureEngine
 from .plugins._registry import DetectorContext, PluginRegistry, default_registry
 from .pipeline._validate import Batch, ValidationStats, Validator
@@ -70,6 +71,11 @@ class Monitor:
         Added to the plugins' detectors (e.g. artifact detectors, a shadow candidate).
     strict:
         Refuse to start when a plugin or artifact fails (default: report and go on).
+    labels:
+        Endpoint labels (site, role, vendor, ...) copied into the alerts an endpoint opens:
+        a mapping ``{endpoint_id: {label: value}}``, an inventory file (CSV/Parquet with an
+        ``endpoint_id`` column and one column per label) or a DataFrame of that shape.
+        Change them later with :meth:`set_labels`.
 
     Example
     -------
@@ -81,7 +87,7 @@ class Monitor:
 
     def __init__(self, config: MonitorConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
                  registry: PluginRegistry | None = None, detectors: Sequence[Any] | None = None,
-                 extra_detectors: Sequence[Any] = (), strict: bool = False) -> None:
+                 extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None) -> None:
         self.config = cfg = MonitorConfig.coerce(config)
         self.registry = registry if registry is not None else default_registry()
         self.strict = strict
@@ -112,7 +118,9 @@ class Monitor:
                                  idle_timeout_s=cfg.idle_timeout_s)
         self.features = FeatureEngine(metrics)
         self.validator = Validator(metrics)
+        self.labels = EndpointLabels.coerce(labels)
         self.policy = AlertPolicy(cfg.alerts)
+        self.policy.endpoint_labels = self.labels.get
         self.stats = ValidationStats()
         self.shadows: list[Any] = []
         # Artifacts a plugin skipped (not strict); from_model_dir adds the ones that failed to load.
@@ -254,6 +262,23 @@ class Monitor:
                     d.load_params(p)
                 except (KeyError, TypeError, ValueError) as exc:
                     log.warning("calibration for %r not loaded: %s", d.name, exc)
+
+    # -- labels -------------------------------------------------------------
+    def set_labels(self, labels: Any, *, replace: bool = False) -> Monitor:
+        """Set endpoints' labels (mapping, inventory path or DataFrame; see ``labels`` above).
+
+        Endpoints named in ``labels`` get exactly those labels; others keep theirs unless
+        ``replace=True``. Alerts already open keep the labels they opened with.
+        Raises :class:`OcadValidationError` (nothing changed) for a bad name or value.
+        """
+        new = EndpointLabels.coerce(labels)
+        self.labels.update(new.to_dict(), replace=replace)
+        return self
+
+    def open_alerts(self, by: str | Sequence[str] | None = None) -> Any:
+        """The open alerts; with ``by`` (a label or labels), grouped as :func:`group_alerts` does."""
+        alerts = self.policy.open_alerts()
+        return alerts if by is None else group_alerts(alerts, by)
 
     # -- observing ----------------------------------------------------------
     @property
@@ -478,7 +503,7 @@ class Monitor:
         npz = buf.getvalue()
         doc = {"snapshot_version": SNAPSHOT_VERSION, "metrics": list(self.metrics.names()),
                "window": self.window, "policy": self.policy.state(), "validation": self.stats.to_dict(),
-               "windows_sha256": hashlib.sha256(npz).hexdigest()}
+               "windows_sha256": hashlib.sha256(npz).hexdigest(), "labels": self.labels.to_dict()}
         tmp, tmpj = p / "windows.npz.tmp", p / "state.json.tmp"
         for target, data in ((tmp, npz), (tmpj, json.dumps(doc).encode())):
             with open(target, "wb") as f:
@@ -521,9 +546,12 @@ class Monitor:
                 store.load_state({k: z[k] for k in z.files})
             policy.load_state(doc["policy"])
             stats = ValidationStats.from_dict(doc["validation"])
+            # Snapshots older than endpoint labels have none: this Monitor's labels stay.
+            labels = EndpointLabels.from_dict(doc["labels"]) if "labels" in doc else self.labels
         except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
             raise OcadConfigError(f"snapshot {str(p)!r} is damaged: {type(exc).__name__}: {exc}") from exc
-        self.store, self.policy, self.stats = store, policy, stats
+        policy.endpoint_labels = labels.get
+        self.store, self.policy, self.stats, self.labels = store, policy, stats, labels
         return self
 
     @classmethod

@@ -120,13 +120,18 @@ def _long_to_wide(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_events(events: list[AlertEvent], path: str | os.PathLike[str]) -> Path:
-    """Write alert events as ``.json`` (list), ``.jsonl`` or ``.csv`` (by suffix)."""
+    """Write alert events as ``.json`` (list), ``.jsonl`` or ``.csv`` (by suffix).
+
+    Every format carries the alert's endpoint labels: a ``labels`` object in JSON, and in
+    CSV a ``labels`` cell ``name=value;name=value`` (``\\``, ``;`` and ``=`` in values escaped
+    with a backslash).
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = p.suffix.lower()
     if suffix == ".csv":
         cols = ["event", "ts", "alert_id", "endpoint_id", "severity", "score", "peak_score", "opened_ts",
-                "resolved_ts", "kinds", "evidence"]
+                "resolved_ts", "kinds", "evidence", "labels"]
         with open(p, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(cols)
@@ -136,7 +141,7 @@ def write_events(events: list[AlertEvent], path: str | os.PathLike[str]) -> Path
                                  f"c={e.contribution:.3f}" for e in a.evidence)
                 w.writerow([ev.event, ev.ts, a.alert_id, a.endpoint_id, a.severity, f"{a.score:.4f}",
                             f"{a.peak_score:.4f}", a.opened_ts, a.resolved_ts if a.resolved_ts is not None else "",
-                            "+".join(a.kinds), evid])
+                            "+".join(a.kinds), evid, _labels_cell(a.labels)])
     elif suffix == ".jsonl":
         with open(p, "w", encoding="utf-8") as f:
             for ev in events:
@@ -144,6 +149,13 @@ def write_events(events: list[AlertEvent], path: str | os.PathLike[str]) -> Path
     else:
         p.write_text(json.dumps([ev.to_dict() for ev in events], indent=1), encoding="utf-8")
     return p
+
+
+def _labels_cell(labels: Any) -> str:
+    # Label names are [a-zA-Z0-9_]; values may hold anything, so ';' '=' and '\\' in them are escaped.
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace(";", "\\;").replace("=", "\\=")
+    return ";".join(f"{k}={esc(v)}" for k, v in sorted(labels.items()))
 
 
 def _fmt(v: float | None) -> str:
