@@ -22,8 +22,9 @@ import io
 import json
 import logging
 import os
+import time
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,8 @@ class Monitor:
         # Artifacts a plugin skipped (not strict); from_model_dir adds the ones that failed to load.
         self.artifact_errors: list[str] = self.context.artifact_errors
         self._score_sink: list[dict[str, np.ndarray]] | None = None
+        #: Called with the seconds each tick took (the Prometheus collector's histogram); None: not timed.
+        self.tick_observer: Callable[[float], None] | None = None
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -327,8 +330,14 @@ class Monitor:
         if len(batch) == 0:
             return []
         events: list[AlertEvent] = []
+        obs = self.tick_observer
         for sub in _ticks(batch):
-            events += self._tick(sub)
+            if obs is None:
+                events += self._tick(sub)
+            else:
+                t0 = time.perf_counter()
+                events += self._tick(sub)
+                obs(time.perf_counter() - t0)
         return events
 
     def _tick(self, b: Batch) -> list[AlertEvent]:

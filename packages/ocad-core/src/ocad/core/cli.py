@@ -28,10 +28,14 @@ def _monitor(args: argparse.Namespace) -> Any:
     from ._monitor import Monitor
 
     if getattr(args, "model_dir", None):
-        return Monitor.from_model_dir(args.model_dir, args.config)
-    if getattr(args, "config", None):
-        return Monitor(args.config)
-    return Monitor.from_defaults(use_shipped_models=not getattr(args, "core_only", False))
+        mon = Monitor.from_model_dir(args.model_dir, args.config)
+    elif getattr(args, "config", None):
+        mon = Monitor(args.config)
+    else:
+        mon = Monitor.from_defaults(use_shipped_models=not getattr(args, "core_only", False))
+    if getattr(args, "labels", None):
+        mon.set_labels(args.labels)
+    return mon
 
 
 def run_fleet(mon: Any, fleet: Any, *, label: str = "scoring", progress: bool = True) -> list[Any]:
@@ -147,13 +151,45 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_label_columns(records: list[dict[str, Any]], spec: str | None) -> dict[str, dict[str, str]]:
+    """Take ``--label-columns`` out of the records; returns the endpoints' labels."""
+    from ._labels import labels_from_records
+
+    if not spec:
+        return {}
+    cols = [c.strip() for c in spec.split(",") if c.strip()]
+    for r in records:
+        for c in cols:
+            v = r.pop(c, None)
+            # The CSV reader parses cells as numbers: rack "3" came back as 3.0.
+            r[c] = str(int(v)) if isinstance(v, float) and v.is_integer() else v
+    labels = labels_from_records(records, cols)
+    for r in records:
+        for c in cols:
+            del r[c]
+    return labels
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from .tooling._io import read_records, write_events
 
     from ._progress import Progress
 
     records = read_records(args.file)
+    column_labels = _split_label_columns(records, args.label_columns)
     mon = _monitor(args)
+    if column_labels:
+        mon.set_labels(column_labels)
+    metrics_server = sink = None
+    if args.metrics_port is not None:
+        from .integrations.prometheus import serve
+
+        metrics_server = serve(mon, args.metrics_port, args.metrics_addr)
+        print(f"metrics on {metrics_server.url}", file=sys.stderr)
+    if args.alertmanager_url:
+        from .integrations.alertmanager import AlertmanagerSink
+
+        sink = AlertmanagerSink(args.alertmanager_url, generator_url=args.generator_url).start()
     # Chunks in time order keep each endpoint's samples in order, so chunked == one call.
     records.sort(key=lambda r: (r["ts"] if isinstance(r.get("ts"), (int, float)) else float("-inf")))
     events = []
@@ -161,10 +197,33 @@ def cmd_detect(args: argparse.Namespace) -> int:
     with Progress(len(records), "detecting") as bar:
         for i in range(0, len(records), chunk):
             part = records[i:i + chunk]
-            events += mon.observe(part)
+            new = mon.observe(part)
+            if sink is not None:
+                sink.send(new)
+            events += new
             bar.update(len(part))
-    out = args.out or (Path(args.file).with_suffix("").as_posix() + f".alerts.{args.format}")
-    write_events(events, out)
+    suffix = "alertmanager.json" if args.format == "alertmanager" else args.format
+    out = args.out or (Path(args.file).with_suffix("").as_posix() + f".alerts.{suffix}")
+    if args.format == "alertmanager":
+        from .integrations.alertmanager import alertmanager_payloads
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(alertmanager_payloads(events, generator_url=args.generator_url),
+                                        indent=1), encoding="utf-8")
+    else:
+        write_events(events, out)
+    if sink is not None:
+        sink.close(timeout=30.0)
+        st = sink.stats
+        print(f"alertmanager {sink.url}: {st['sent']} alerts posted, {st['failed']} failed, "
+              f"{st['rejected']} rejected, {st['dropped']} dropped, {sink.pending} not sent")
+    if metrics_server is not None:
+        if args.metrics_linger > 0:
+            import time
+
+            print(f"serving metrics for {args.metrics_linger:g} s more", file=sys.stderr)
+            time.sleep(args.metrics_linger)
+        metrics_server.close()
     h = mon.health()["validation"]
     opened = sum(ev.event == "open" for ev in events)
     print(f"{len(records)} records, {h['values_rejected']} values rejected, {h['values_missing']} missing; "
@@ -334,8 +393,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="Monitor config (TOML)")
     p.add_argument("--model-dir", help="trained artifacts / model store to use")
     p.add_argument("--core-only", action="store_true", help="no ML detectors")
-    p.add_argument("--format", choices=("csv", "json", "jsonl"), default="csv")
+    p.add_argument("--format", choices=("csv", "json", "jsonl", "alertmanager"), default="csv",
+                   help="alert events file format; 'alertmanager': a JSON list of Alertmanager API v2 alerts "
+                        "(POST it to /api/v2/alerts)")
     p.add_argument("--out", help="output file (default: FILE.alerts.<format>)")
+    p.add_argument("--labels", help="endpoint inventory (CSV/Parquet: endpoint_id + one column per label); "
+                                    "labels travel with the alerts")
+    p.add_argument("--label-columns", help="comma list of input columns that are endpoint labels, not metrics")
+    p.add_argument("--generator-url", help="alertmanager generatorURL; {endpoint_id} and {alert_id} are replaced")
+    p.add_argument("--alertmanager-url", help="also post the alerts to this Alertmanager (extra: alertmanager)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port while detecting "
+                                                    "(extra: prometheus)")
+    p.add_argument("--metrics-addr", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)")
+    p.add_argument("--metrics-linger", type=float, default=0.0,
+                   help="keep serving metrics this many seconds after the file is done (default 0)")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("calibrate", help="fit the core detectors' calibration on normal data")
