@@ -41,7 +41,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._alerts import Alert, AlertEvent
+from ..pipeline._alerts import Alert, AlertEvent
 from .._errors import OcadConfigError, require
 from .._labels import validate_label_name
 
