@@ -192,3 +192,13 @@ def test_monitor_open_alerts_by_label(fleet, inventory):
     grouped = mon.open_alerts(by="site")
     assert sum(len(v) for v in grouped.values()) == len(mon.open_alerts()) > 0
     assert all(a.labels["site"] == site for site, v in grouped.items() for a in v)
+
+
+def test_every_constructor_takes_labels(inventory, tmp_path):
+    lab = {"a": {"site": "p"}}
+    assert Monitor.from_defaults(use_shipped_models=False, labels=lab).labels.to_dict() == lab
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[monitor]\nuse_shipped_models = false\n")
+    assert Monitor.from_config(cfg, labels=lab).labels.to_dict() == lab
+    with pytest.raises(OcadValidationError):
+        Monitor.from_defaults(use_shipped_models=False, labels={"a": {"bad-name": "x"}})

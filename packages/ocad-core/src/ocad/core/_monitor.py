@@ -132,12 +132,15 @@ class Monitor:
 
     # -- construction -----------------------------------------------------
     @classmethod
-    def from_defaults(cls, *, use_shipped_models: bool = True, **overrides: Any) -> Monitor:
-        """Every registered detector with its defaults; shipped ML models when installed."""
+    def from_defaults(cls, *, use_shipped_models: bool = True, labels: Any = None, **overrides: Any) -> Monitor:
+        """Every registered detector with its defaults; shipped ML models when installed.
+
+        ``labels``: endpoint labels, as for the constructor; other keywords are ``[monitor]`` keys.
+        """
         cfg: dict[str, Any] = {"monitor": {"use_shipped_models": use_shipped_models}}
         for k, v in overrides.items():
             cfg["monitor"][k] = v
-        return cls(cfg)
+        return cls(cfg, labels=labels)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], **kw: Any) -> Monitor:
@@ -145,7 +148,8 @@ class Monitor:
 
     @classmethod
     def from_model_dir(cls, path: str | os.PathLike[str], config: Any = None, *,
-                       registry: PluginRegistry | None = None, strict: bool = False) -> Monitor:
+                       registry: PluginRegistry | None = None, strict: bool = False,
+                       labels: Any = None) -> Monitor:
         """Core detectors plus detectors built from the trained artifacts in ``path``.
 
         ``path`` may be one artifact, a directory of artifacts, or a model store (active versions).
@@ -196,7 +200,7 @@ class Monitor:
         model_arts = [a for a in arts if a.kind != CORE_CALIBRATION_KIND]
         probe = cls(cfg, registry=reg, strict=strict)
         extra = reg.artifact_detectors(model_arts, probe.context, strict=strict)
-        mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict)
+        mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict, labels=labels)
         for a in arts:
             if a.kind == CORE_CALIBRATION_KIND:
                 try:
