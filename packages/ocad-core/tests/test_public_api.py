@@ -304,7 +304,7 @@ def test_error_hierarchy():
 
 @pytest.mark.parametrize("module", ["_metrics", "pipeline._features", "detectors._calibration", "artifacts._scalers",
                                     "_monitor", "_view", "detectors._rules", "pipeline._validate", "pipeline._window",
-                                    "pipeline._alerts", "pipeline._composite"])
+                                    "pipeline._alerts", "pipeline._composite", "_labels"])
 def test_docstring_examples_run(module):
     mod = importlib.import_module(f"ocad.core.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
