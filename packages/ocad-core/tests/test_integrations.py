@@ -348,3 +348,10 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_cli_detect_label_columns_must_exist(sample_csv, tmp_path, capsys):
+    p, *_ = sample_csv
+    assert main(["detect", str(p), "--core-only", "--label-columns", "site,nosuch", "--out",
+                 str(tmp_path / "x.csv")]) == 1
+    assert "--label-columns" in capsys.readouterr().err

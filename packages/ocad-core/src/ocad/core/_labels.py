@@ -60,8 +60,8 @@ def validate_label_name(name: Any) -> str:
 
 def _value(endpoint: str, name: str, v: Any) -> str | None:
     """A label value as a string; None for missing (None, NaN, empty)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
+    if v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType"):
+        return None  # pandas' missing markers too (pd.NA, NaT): an inventory with gaps
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
         # str/int/float only: a list or dict here is a mistake in the inventory, not a value.
         if type(v).__module__ == "numpy" and hasattr(v, "item"):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._errors import OcadError
+from ._errors import OcadError, OcadValidationError
 
 __all__ = ["build_parser", "main"]
 
@@ -158,16 +158,15 @@ def _split_label_columns(records: list[dict[str, Any]], spec: str | None) -> dic
     if not spec:
         return {}
     cols = [c.strip() for c in spec.split(",") if c.strip()]
-    for r in records:
-        for c in cols:
-            v = r.pop(c, None)
-            # The CSV reader parses cells as numbers: rack "3" came back as 3.0.
-            r[c] = str(int(v)) if isinstance(v, float) and v.is_integer() else v
-    labels = labels_from_records(records, cols)
-    for r in records:
-        for c in cols:
-            del r[c]
-    return labels
+    missing = [c for c in cols if records and c not in records[0]]
+    if missing:
+        raise OcadValidationError("--label-columns", missing, "no such column(s) in the input")
+
+    def text(v: Any) -> Any:  # the CSV reader parses cells as numbers: rack "3" came back as 3.0
+        return str(int(v)) if isinstance(v, float) and v.is_integer() else v
+
+    rows = [{"endpoint_id": r.get("endpoint_id"), **{c: text(r.pop(c, None)) for c in cols}} for r in records]
+    return labels_from_records(rows, cols)
 
 
 def cmd_detect(args: argparse.Namespace) -> int:

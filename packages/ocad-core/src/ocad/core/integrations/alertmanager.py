@@ -189,7 +189,10 @@ class AlertmanagerSink:
     down or restarted gets the open alerts again.
 
     :attr:`stats`: ``sent`` (alerts accepted), ``posts``, ``retries``, ``failed`` (alerts given
-    up after retries), ``rejected``, ``dropped``, ``resent``, ``pending``.
+    up after retries), ``rejected``, ``dropped``, ``resent``; :attr:`pending`: queued now.
+
+    The worker is a daemon thread: call :meth:`close` (or use the sink as a context manager)
+    before the process exits, or what is still queued is lost.
 
     Requires the ``alertmanager`` extra (httpx).
     """
@@ -306,12 +309,13 @@ class AlertmanagerSink:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closing:
-                    wait = self._next_resend - time.monotonic()
-                    if wait <= 0:
+                while True:
+                    # Checked on every round, so that a steady stream of updates cannot starve it.
+                    if time.monotonic() >= self._next_resend:
                         self._resend()
+                    if self._pending or self._closing:
                         break
-                    self._cond.wait(wait)
+                    self._cond.wait(max(self._next_resend - time.monotonic(), 0.0))
                 if self._closing:
                     return
                 keys = list(self._pending)[:self.batch_size]

@@ -47,6 +47,7 @@ Example
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections.abc import Iterator
@@ -76,12 +77,7 @@ class _TickHistogram:
         self._lock = threading.Lock()
 
     def __call__(self, seconds: float) -> None:
-        i = 0
-        for i, b in enumerate(self.bounds):  # noqa: B007 - ~14 bounds, cheaper than bisect's call
-            if seconds <= b:
-                break
-        else:
-            i = len(self.bounds)
+        i = bisect.bisect_left(self.bounds, seconds)  # the first bucket with seconds <= le
         with self._lock:
             self.counts[i] += 1
             self.total += seconds
