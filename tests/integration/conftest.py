@@ -36,11 +36,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def binary(name: str, package: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+def binary(name: str, package: str, env: str) -> str:
+    """The server's executable: ``$env`` if set (another build), else the Debian package's."""
+    override = os.environ.get(env)
+    if override:
+        path = override if os.access(override, os.X_OK) else None
+    else:
+        path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
     if path is None:
-        pytest.skip(f"{name} is not installed: apt-get install -y {package} (Debian/Ubuntu; `make test` "
-                    "installs it when run as root)")
+        pytest.skip(f"{override or name} is not installed: apt-get install -y {package} (Debian/Ubuntu; "
+                    f"`make test` installs it when run as root), or set {env} to the executable")
     return path
 
 
@@ -159,7 +164,7 @@ def alertmanager(tmp_path: Path, webhook: Webhook) -> Iterator[Server]:
     Routes everything to ``webhook`` with short group timers, so a resolve is notified
     within seconds. Clustering is off (``--cluster.listen-address=``): no other port opens.
     """
-    exe = binary("prometheus-alertmanager", "prometheus-alertmanager")
+    exe = binary("prometheus-alertmanager", "prometheus-alertmanager", "OCAD_ALERTMANAGER_BIN")
     port = free_port()
     cfg = tmp_path / "alertmanager.yml"
     cfg.write_text(f"""\
@@ -190,7 +195,7 @@ receivers:
 @pytest.fixture
 def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
     """Start a real Prometheus (Debian ``prometheus``) scraping the given localhost targets every second."""
-    exe = binary("prometheus", "prometheus")
+    exe = binary("prometheus", "prometheus", "OCAD_PROMETHEUS_BIN")
     servers: list[Server] = []
 
     def start(targets: list[str]) -> Server:
