@@ -355,3 +355,17 @@ def test_cli_detect_label_columns_must_exist(sample_csv, tmp_path, capsys):
     assert main(["detect", str(p), "--core-only", "--label-columns", "site,nosuch", "--out",
                  str(tmp_path / "x.csv")]) == 1
     assert "--label-columns" in capsys.readouterr().err
+
+
+def test_cli_detect_busy_metrics_port_is_one_clear_error(sample_csv, tmp_path, capsys):
+    import socket
+
+    p, *_ = sample_csv
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["detect", str(p), "--core-only", "--out", str(tmp_path / "x.csv"),
+                     "--metrics-port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"--metrics-port {port}" in err and "Traceback" not in err

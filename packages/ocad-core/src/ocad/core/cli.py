@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._errors import OcadError, OcadValidationError
+from ._errors import OcadConfigError, OcadError, OcadValidationError, require
 
 __all__ = ["build_parser", "main"]
 
@@ -170,25 +170,63 @@ def _split_label_columns(records: list[dict[str, Any]], spec: str | None) -> dic
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from .tooling._io import read_records, write_events
+    from .tooling._io import read_records
 
-    from ._progress import Progress
-
+    # Optional extras are checked before the file is read, not after.
+    if args.metrics_port is not None:
+        require("prometheus_client", "prometheus", "ocad detect --metrics-port")
+    if args.alertmanager_url:
+        require("httpx", "alertmanager", "ocad detect --alertmanager-url")
     records = read_records(args.file)
     column_labels = _split_label_columns(records, args.label_columns)
     mon = _monitor(args)
     if column_labels:
         mon.set_labels(column_labels)
     metrics_server = sink = None
-    if args.metrics_port is not None:
-        from .integrations.prometheus import serve
+    try:
+        if args.metrics_port is not None:
+            from .integrations.prometheus import serve
 
-        metrics_server = serve(mon, args.metrics_port, args.metrics_addr)
-        print(f"metrics on {metrics_server.url}", file=sys.stderr)
-    if args.alertmanager_url:
-        from .integrations.alertmanager import AlertmanagerSink
+            try:
+                metrics_server = serve(mon, args.metrics_port, args.metrics_addr)
+            except OSError as exc:
+                raise OcadConfigError(f"--metrics-port {args.metrics_port} on {args.metrics_addr}: {exc}") from None
+            print(f"metrics on {metrics_server.url}", file=sys.stderr)
+        if args.alertmanager_url:
+            from .integrations.alertmanager import AlertmanagerSink
 
-        sink = AlertmanagerSink(args.alertmanager_url, generator_url=args.generator_url).start()
+            sink = AlertmanagerSink(args.alertmanager_url, generator_url=args.generator_url).start()
+        events, out = _detect(args, mon, records, sink)
+        if sink is not None:
+            sink.close(timeout=30.0)
+            st = sink.stats
+            print(f"alertmanager {sink.url}: {st['sent']} alerts posted, {st['failed']} failed, "
+                  f"{st['rejected']} rejected, {st['dropped']} dropped, {sink.pending} not sent")
+            sink = None
+        if metrics_server is not None and args.metrics_linger > 0:
+            import time
+
+            print(f"serving metrics for {args.metrics_linger:g} s more", file=sys.stderr)
+            time.sleep(args.metrics_linger)
+    finally:
+        if sink is not None:
+            sink.close(timeout=5.0)
+        if metrics_server is not None:
+            metrics_server.close()
+    h = mon.health()["validation"]
+    opened = sum(ev.event == "open" for ev in events)
+    print(f"{len(records)} records, {h['values_rejected']} values rejected, {h['values_missing']} missing; "
+          f"{opened} alerts opened, {len(events)} events written to {out}")
+    if h["values_rejected"] or h["dropped_records"] or h["unknown_metrics"]:
+        print("validation: " + json.dumps({k: h[k] for k in ("rejected", "dropped_records", "unknown_metrics")}))
+    return 0
+
+
+def _detect(args: argparse.Namespace, mon: Any, records: list[dict[str, Any]], sink: Any) -> tuple[list[Any], str]:
+    """Feed the records in time-ordered chunks (posting to ``sink``), write the events file."""
+    from ._progress import Progress
+    from .tooling._io import write_events
+
     # Chunks in time order keep each endpoint's samples in order, so chunked == one call.
     records.sort(key=lambda r: (r["ts"] if isinstance(r.get("ts"), (int, float)) else float("-inf")))
     events = []
@@ -211,25 +249,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                                         indent=1), encoding="utf-8")
     else:
         write_events(events, out)
-    if sink is not None:
-        sink.close(timeout=30.0)
-        st = sink.stats
-        print(f"alertmanager {sink.url}: {st['sent']} alerts posted, {st['failed']} failed, "
-              f"{st['rejected']} rejected, {st['dropped']} dropped, {sink.pending} not sent")
-    if metrics_server is not None:
-        if args.metrics_linger > 0:
-            import time
-
-            print(f"serving metrics for {args.metrics_linger:g} s more", file=sys.stderr)
-            time.sleep(args.metrics_linger)
-        metrics_server.close()
-    h = mon.health()["validation"]
-    opened = sum(ev.event == "open" for ev in events)
-    print(f"{len(records)} records, {h['values_rejected']} values rejected, {h['values_missing']} missing; "
-          f"{opened} alerts opened, {len(events)} events written to {out}")
-    if h["values_rejected"] or h["dropped_records"] or h["unknown_metrics"]:
-        print("validation: " + json.dumps({k: h[k] for k in ("rejected", "dropped_records", "unknown_metrics")}))
-    return 0
+    return events, out
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
