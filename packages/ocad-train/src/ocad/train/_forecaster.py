@@ -2,7 +2,10 @@
 
 :func:`train_forecasters` is the Python API behind ``ocad train``. For each
 metric it writes one artifact ``tcn-<metric>`` (kind ``"forecaster"``, format
-``"onnx"``) as a new version of a :class:`~ocad.core.artifacts.ModelStore` and promotes it.
+``"onnx"``) as a new *candidate* version of a :class:`~ocad.core.artifacts.ModelStore`
+(promoted at once only with ``promote=True``; the quality gate is ``ocad models
+promote``), and its ``performance_report.json`` (:mod:`ocad.train._perf`). A run
+with the data fingerprint and metrics of an existing version adds no version.
 Scratch files (checkpoints for ``resume``, the Parquet datasets) go to a work
 directory, by default ``<store>/.work/tcn-<metric>/``.
 
@@ -108,7 +111,8 @@ def _spec_dict(spec: MetricSpec) -> dict[str, Any]:
 def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, store: ModelStore, *,
                      seed: int = 0, spec: MetricSpec | None = None, work_dir: str | os.PathLike[str] | None = None,
                      resume: bool = False, progress: bool = True, version: str | None = None,
-                     tuned: Mapping[str, Any] | None = None, tracker: Any = None) -> ForecasterRun:
+                     tuned: Mapping[str, Any] | None = None, tracker: Any = None, promote: bool = False,
+                     init_from: LoadedArtifact | None = None) -> ForecasterRun:
     """Train, export, check and publish the forecaster of one metric (see module docs)."""
     from ._export import check_parity, export_tcn_onnx, onnx_initializer_digest, ort_session
     from ._tcn import evaluate_forecast, fit_tcn, predict
@@ -133,8 +137,15 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
         for part in (train, val, test):
             write_sequence_dataset(part, work / f"{part.split}.parquet")
     tcfg = config.tcn(seed)
+    init_state = None
+    if init_from is not None:
+        from ._warm import onnx_state
+
+        init_state = onnx_state(init_from)
+        log.info("%s: warm start from %s@%s", name, init_from.name, init_from.version)
     fit = fit_tcn(train, val, tcfg, checkpoint_dir=work, resume=resume, progress=progress, desc=name,
-                  on_epoch=None if tracker is None else (lambda rec: tracker.log_epoch(name, rec)))
+                  on_epoch=None if tracker is None else (lambda rec: tracker.log_epoch(name, rec)),
+                  init_state=init_state)
     with tempfile.TemporaryDirectory(prefix="ocad-export-") as tmp:
         onnx_path = export_tcn_onnx(
             fit.model, config.window, Path(tmp) / "model.onnx", input_name=INPUT_NAME, output_name=OUTPUT_NAME,
@@ -166,6 +177,8 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
                  "history": [dict(h) for h in fit.history]}
         if tuned:
             hyper["tuning"] = dict(tuned)
+        if init_from is not None:
+            hyper["init_from"] = f"{init_from.name}@{init_from.version}"
         fp_config = {k: v for k, v in hyper.items() if k not in ("best_epoch", "epochs_run", "history")}
         manifest: dict[str, Any] = {
             "name": name,
@@ -202,7 +215,8 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
             "library_versions": library_versions(),
             "seed": seed,
         }
-        art = publish_artifact(store, manifest, {"model": ("model.onnx", onnx_path)}, version=version)
+        art = publish_artifact(store, manifest, {"model": ("model.onnx", onnx_path)}, version=version,
+                               promote=promote)
     secs = time.perf_counter() - t0
     log.info("%s: wrote %s@%s in %.1fs (fit %.1fs)", name, art.name, art.version, secs, fit.seconds)
     if tracker is not None:
@@ -213,7 +227,8 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
 def train_forecasters(data: Any, metrics: Sequence[str] | str, config: Any = None,
                       out_dir: str | os.PathLike[str] | ModelStore = "models", *, resume: bool = False,
                       progress: bool = True, tune_trials: int | None = None, tracker: Any = None,
-                      work_dir: str | os.PathLike[str] | None = None) -> list[LoadedArtifact]:
+                      work_dir: str | os.PathLike[str] | None = None, promote: bool = False,
+                      init_from: str | None = None, report: bool = True) -> list[LoadedArtifact]:
     """Train one TCN forecaster per metric and publish each into the model store ``out_dir``.
 
     Parameters
@@ -227,8 +242,17 @@ def train_forecasters(data: Any, metrics: Sequence[str] | str, config: Any = Non
         ``None`` for the defaults. Its ``[forecaster]`` table and ``[train] seed``
         are used here; ``[metrics.<name>]`` tables give units / direction.
     out_dir:
-        Model store root (created if needed). Each run adds a new version per
-        metric and promotes it.
+        Model store root (created if needed). Each run adds a new candidate
+        version per metric (none when an existing version has the same data
+        fingerprint and metrics); ``promote=True`` makes it active at once,
+        without the quality gate (``ocad models promote`` runs the gate).
+    init_from:
+        ``"active"``: warm-start each metric from its active version's weights
+        (its architecture; no tuning); metrics without an active version train
+        from scratch.
+    report:
+        Write each version's ``performance_report.json`` (with the comparison
+        against the active version on the same held-out split).
     resume:
         Continue interrupted trainings from their checkpoints (``<work_dir>/tcn-<metric>/last.pt``).
     tune_trials:
@@ -258,10 +282,23 @@ def train_forecasters(data: Any, metrics: Sequence[str] | str, config: Any = Non
     store.init()
     specs = resolve_metric_specs(metrics, cfg.metric_specs)
     trials = cfg.tune.get("trials", 0) if tune_trials is None else tune_trials
+    if init_from not in (None, "active"):
+        raise OcadError(f"init_from={init_from!r}: only 'active' (the active version's weights) is supported")
+    if init_from and trials:
+        raise OcadError("warm start (--init-from) keeps the active version's architecture; it cannot be "
+                        "combined with tuning (--tune)")
     out: list[LoadedArtifact] = []
     for metric in tqdm(metrics, desc="forecasters", unit="metric", disable=not progress or len(metrics) < 2):
         fcfg = cfg.forecaster
         tuned = None
+        warm = None
+        if init_from and store.active(f"tcn-{metric}") is not None:
+            from ._warm import architecture
+
+            warm = store.load(f"tcn-{metric}")
+            fcfg = attrs.evolve(fcfg, **architecture(warm))
+        elif init_from:
+            log.warning("tcn-%s: no active version to warm-start from; training from scratch", metric)
         if trials:
             from ._tune import tune_forecaster
 
@@ -273,6 +310,11 @@ def train_forecasters(data: Any, metrics: Sequence[str] | str, config: Any = Non
         run = train_forecaster(
             table, metric, fcfg, store, seed=cfg.seed, spec=specs[metric],
             work_dir=None if work_dir is None else Path(work_dir) / f"tcn-{metric}", resume=resume,
-            progress=progress, version=cfg.version, tuned=tuned, tracker=tracker)
+            progress=progress, version=cfg.version, tuned=tuned, tracker=tracker, promote=promote,
+            init_from=warm)
+        if report:
+            from ._perf import write_report
+
+            write_report(store, run.artifact, table=table)
         out.append(run.artifact)
     return out

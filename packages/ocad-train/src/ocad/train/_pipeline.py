@@ -76,7 +76,7 @@ def load_training_data(config: TrainConfig) -> SeriesTable:
 
 def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None = None, *,
               data: Any = None, resume: bool = False, progress: bool = True, tune_trials: int | None = None,
-              tracker: Any = None) -> list[LoadedArtifact]:
+              tracker: Any = None, promote: bool = False, init_from: str | None = None) -> list[LoadedArtifact]:
     """Train every model the config asks for and publish them into the store at ``out_dir``.
 
     Parameters
@@ -87,6 +87,11 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
         Model store root (required).
     data:
         Use this table / fleet / file instead of ``[data]``.
+    promote:
+        Make every new version active at once, without the quality gate (default:
+        candidates; ``ocad models promote`` / ``ocad retrain`` run the gate).
+    init_from:
+        ``"active"``: warm-start the forecasters from the active versions.
     """
     cfg = load_config(config)
     if out_dir is None:
@@ -99,9 +104,10 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
         from ._forecaster import train_forecasters
 
         out += train_forecasters(table, cfg.metrics, cfg, store, resume=resume, progress=progress,
-                                 tune_trials=tune_trials, tracker=tracker)
+                                 tune_trials=tune_trials, tracker=tracker, promote=promote,
+                                 init_from=init_from)
     if cfg.multivariate.get("enabled", False):
-        art = _train_multivariate(table, cfg, store)
+        art = _train_multivariate(table, cfg, store, promote=promote)
         if art is not None:
             out.append(art)
     if not out:
@@ -109,7 +115,8 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
     return out
 
 
-def _train_multivariate(table: SeriesTable, cfg: TrainConfig, store: ModelStore) -> LoadedArtifact | None:
+def _train_multivariate(table: SeriesTable, cfg: TrainConfig, store: ModelStore, *,
+                        promote: bool = False) -> LoadedArtifact | None:
     try:
         from ._iforest import train_iforest  # type: ignore[attr-defined]
     except ImportError as exc:
@@ -119,8 +126,34 @@ def _train_multivariate(table: SeriesTable, cfg: TrainConfig, store: ModelStore)
     log.info("training the multivariate model on %s", list(metrics))
     params = list(inspect.signature(train_iforest).parameters)
     if params and params[0] == "features_train":
-        return _train_iforest_on_features(train_iforest, table, list(metrics), cfg, store)
-    art: LoadedArtifact = train_iforest(table, list(metrics), cfg.to_dict(), store)
+        art = _train_iforest_on_features(train_iforest, table, list(metrics), cfg, store)
+    else:
+        art = train_iforest(table, list(metrics), cfg.to_dict(), store)
+    return None if art is None else register_version(store, art, promote=promote, table=table)
+
+
+def register_version(store: ModelStore, art: LoadedArtifact, *, promote: bool = False,
+                     table: Any = None) -> LoadedArtifact:
+    """A version written straight into the store becomes a candidate (or active with ``promote``).
+
+    If an older version has the same data fingerprint and metrics, the new one is
+    discarded (it was never visible as active) and the older one is returned.
+    Writes its ``performance_report.json``.
+    """
+    from ._perf import write_report
+
+    same = store.same_as(art.name, art.manifest, exclude=art.version)
+    if same is not None:
+        from ._manifest import duplicate_note
+
+        store.discard(art.name, art.version)
+        store.record(art.name, "duplicate", same, note=duplicate_note(same))
+        art = store.load(art.name, same)
+    elif not promote:
+        store.record(art.name, "candidate", art.version)
+    if promote:
+        store.promote(art.name, art.version)
+    write_report(store, art, table=table)
     return art
 
 
@@ -136,8 +169,8 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
     Builds the runtime's window features (``_iforest.feature_matrix_from_fleet`` with
     ocad-core's FeatureEngine) on the chronological train / validation parts of
     the same split the forecasters use (:func:`split_boundaries`, gap = window),
-    keeps normal rows for training, passes the labels for validation, writes the
-    next store version and promotes it.
+    keeps normal rows for training, passes the labels for validation and writes the
+    next store version (:func:`register_version` makes it a candidate).
     """
     from types import SimpleNamespace
 
@@ -180,5 +213,4 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
     art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
                                         out_dir=store.version_dir(name, version), labels_val=lab[val],
                                         seed=cfg.seed)
-    store.promote(name, version)
     return art

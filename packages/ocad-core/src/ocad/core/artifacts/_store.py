@@ -6,17 +6,29 @@ Layout::
       store.json                 {"schema_version": 1}
       <model name>/
         versions/<version>/      an artifact (manifest.json + files), immutable
-        active.json              {"version": ..., "history": [older active versions]}
+        versions/<version>/performance_report.json   mutable: refreshed by ``ocad evaluate``
+        active.json              {"version": ..., "history": [older active versions],
+                                  "log": [every candidate, promotion, forced promotion, rollback]}
+
+A new version is a *candidate* until it is promoted: training adds versions,
+only :meth:`ModelStore.promote` (behind the quality gate of ``ocad models
+promote`` / ``ocad retrain``) moves the active pointer. ``active.json``'s ``log``
+records each change with its time, the version before, whether the gate was
+overridden and why (``forced``, ``reason``) and the gate's verdict.
 
 Every write is atomic (temp file / directory + ``os.replace``): an interrupted
-training or promotion never leaves a half-written active model.
+training or promotion never leaves a half-written active model. The pointer and
+its log entry are written in one ``os.replace``.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +38,7 @@ from .._errors import OcadArtifactError
 __all__ = ["ModelStore"]
 
 STORE_FILE = "store.json"
+REPORT_FILE = "performance_report.json"
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
@@ -106,32 +119,123 @@ class ModelStore:
         major, minor, patch = _version_key(vs[-1])
         return f"{major}.{minor + 1}.0"
 
-    # -- changes --------------------------------------------------------------
-    def promote(self, name: str, version: str) -> None:
-        """Make ``version`` active (after verifying it); the previous one goes to history."""
-        load_artifact(self.version_dir(name, version))
+    def _state(self, name: str) -> dict[str, Any]:
         f = self._active_file(name)
-        state = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {"version": None, "history": []}
-        if state.get("version") == version:
+        state = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+        state.setdefault("version", None)
+        state.setdefault("history", [])
+        state.setdefault("log", [])
+        return state
+
+    def log(self, name: str) -> list[dict[str, Any]]:
+        """Every recorded change of ``name``, oldest first (``action``, ``version``, ``ts``, ...)."""
+        return list(self._state(name)["log"])
+
+    def candidates(self, name: str) -> list[str]:
+        """Versions that were never active (newest last): what training added since."""
+        st = self._state(name)
+        ever = {st["version"], *st["history"]}
+        ever.update(e.get("version") for e in st["log"] if e.get("action") in ("promote", "rollback"))
+        return [v for v in self.versions(name) if v not in ever]
+
+    # -- changes --------------------------------------------------------------
+    def record(self, name: str, action: str, version: str | None, **info: Any) -> None:
+        """Append an entry to ``name``'s log (e.g. ``candidate``, ``duplicate``) without moving the pointer."""
+        state = self._state(name)
+        state["log"].append(_entry(action, version, **info))
+        _atomic_write_json(self._active_file(name), state)
+
+    def promote(self, name: str, version: str, *, forced: bool = False, reason: str | None = None,
+                gate: Mapping[str, Any] | None = None) -> None:
+        """Make ``version`` active (after verifying it); the previous one goes to history.
+
+        This is the store's mechanism, not the quality gate: ``ocad models promote``
+        runs the gate first and passes its verdict (``gate``) for the log; a
+        promotion against the gate's verdict is ``forced`` and needs a ``reason``.
+        """
+        if forced and not (reason and reason.strip()):
+            raise OcadArtifactError(name, "a forced promotion needs a reason (--reason '...')")
+        load_artifact(self.version_dir(name, version))
+        state = self._state(name)
+        if state["version"] == version:
             return
-        if state.get("version") is not None:
-            state["history"].append(state["version"])
+        prev = state["version"]
+        if prev is not None:
+            state["history"].append(prev)
         state["version"] = version
-        _atomic_write_json(f, state)
+        info: dict[str, Any] = {"previous": prev, "forced": bool(forced)}
+        if reason:
+            info["reason"] = reason
+        if gate is not None:
+            info["gate"] = dict(gate)
+        state["log"].append(_entry("promote", version, **info))
+        _atomic_write_json(self._active_file(name), state)
 
     def rollback(self, name: str) -> str:
         """Re-activate the previously active version; returns it."""
-        f = self._active_file(name)
-        state = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
-        history = state.get("history") or []
+        state = self._state(name)
+        history = state["history"]
         if not history:
             raise OcadArtifactError(name, "nothing to roll back to: no previous active version")
         prev = history.pop()
         load_artifact(self.version_dir(name, prev))
+        state["log"].append(_entry("rollback", prev, previous=state["version"]))
         state["version"] = prev
-        state["history"] = history
-        _atomic_write_json(f, state)
+        _atomic_write_json(self._active_file(name), state)
         return prev
+
+    def same_as(self, name: str, manifest: Mapping[str, Any], *, exclude: str | None = None) -> str | None:
+        """The existing version trained on the same data fingerprint with the same metrics, if any."""
+        fp = (manifest.get("training_data") or {}).get("fingerprint")
+        if not fp:
+            return None
+        metrics = json.dumps(manifest.get("metrics"), sort_keys=True, default=str)
+        for v in reversed(self.versions(name)):
+            if v == exclude:
+                continue
+            try:
+                m = json.loads((self.version_dir(name, v) / "manifest.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if ((m.get("training_data") or {}).get("fingerprint") == fp
+                    and json.dumps(m.get("metrics"), sort_keys=True, default=str) == metrics):
+                return v
+        return None
+
+    def discard(self, name: str, version: str) -> None:
+        """Delete a candidate that was never active (e.g. a duplicate of an existing version)."""
+        if version not in self.candidates(name):
+            raise OcadArtifactError(name, f"version {version} was active once; versions that were active are "
+                                          "kept for rollback and audit")
+        d = self.version_dir(name, version)
+        tmp = d.with_name(f".{version}.discard")
+        os.replace(d, tmp)  # invisible at once, then removed
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- performance reports -----------------------------------------------------
+    def report_path(self, name: str, version: str) -> Path:
+        return self.version_dir(name, version) / REPORT_FILE
+
+    def report(self, name: str, version: str | None = None) -> dict[str, Any] | None:
+        """The version's ``performance_report.json`` (``None`` when it has none)."""
+        version = version or self.active(name)
+        if version is None:
+            return None
+        p = self.report_path(name, version)
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+    def write_report(self, name: str, version: str, report: Mapping[str, Any]) -> Path:
+        """Write (replace) a version's performance report; the artifact itself stays untouched."""
+        if not self.version_dir(name, version).is_dir():
+            raise OcadArtifactError(name, f"no version {version} in store {self.root}")
+        p = self.report_path(name, version)
+        _atomic_write_json(p, report)
+        return p
+
+
+def _entry(action: str, version: str | None, **info: Any) -> dict[str, Any]:
+    return {"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "action": action,
+            "version": version, **info}
 
 
 def _version_key(v: str) -> tuple[int, int, int]:
