@@ -67,7 +67,8 @@ else:                        # fsync #1: the manifest, before the rename; #2: ac
 import json
 from ocad.train import publish_artifact
 manifest = json.loads(Path(manifest_path).read_text())
-publish_artifact(store_root, manifest, {"model": ("model.onnx", Path(model_path))})
+# dedupe=False: the same manifest again must still be written (this tests the write path)
+publish_artifact(store_root, manifest, {"model": ("model.onnx", Path(model_path))}, dedupe=False)
 os._exit(4)                  # the write finished: the kill came too late
 """
 
@@ -145,6 +146,6 @@ def test_sigkill_during_publish_keeps_the_active_version(store, tmp_path, where)
 
     # The next publish is not blocked by what the killed process left behind.
     manifest = json.loads(mpath.read_text())
-    nxt = publish_artifact(st, manifest, {"model": ("model.onnx", model)})
+    nxt = publish_artifact(st, manifest, {"model": ("model.onnx", model)}, dedupe=False)
     expected = "1.2.0" if where == "promote" else "1.1.0"
     assert nxt.version == expected and st.active(NAME) == expected

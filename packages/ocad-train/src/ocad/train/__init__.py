@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "DATASET_SCHEMA_VERSION": "_datasets",
     "LABEL_COLUMN": "_data",
+    "IFOREST_SEARCH_SPACE": "_tune",
     "SEARCH_SPACE": "_tune",
     "SPLITS": "_datasets",
     "simulate_table": "_pipeline",
@@ -77,7 +78,9 @@ _EXPORTS: dict[str, str] = {
     "train_all": "_pipeline",
     "train_forecaster": "_forecaster",
     "train_forecasters": "_forecaster",
+    "feasible_windows": "_tune",
     "tune_forecaster": "_tune",
+    "tune_iforest": "_tune",
     "window_spans": "_datasets",
     "window_targets": "_datasets",
     "write_sequence_dataset": "_datasets",
@@ -129,7 +132,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         regression_metrics,
     )
     from ._tracking import MlflowTracker
-    from ._tune import SEARCH_SPACE, tune_forecaster
+    from ._tune import IFOREST_SEARCH_SPACE, SEARCH_SPACE, feasible_windows, tune_forecaster, tune_iforest
 
 
 def __getattr__(name: str) -> Any:

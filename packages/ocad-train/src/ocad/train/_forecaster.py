@@ -64,6 +64,8 @@ log = logging.getLogger("ocad.train")
 
 INPUT_NAME = "x"
 OUTPUT_NAME = "y"
+#: Fewest usable windows each of train / validation / test must have (tuning derives its window bounds from it).
+MIN_SPLIT_WINDOWS = 100
 
 
 @attrs.frozen
@@ -129,9 +131,9 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
     log.info("%s: %d train / %d validation / %d test windows from %d endpoints", name, len(train), len(val),
              len(test), len(set(train.endpoint.tolist())))
     for part in (train, val, test):
-        if len(part) < 100:
+        if len(part) < MIN_SPLIT_WINDOWS:
             raise OcadError(
-                f"metric {metric!r}: only {len(part)} usable {part.split} windows (need >= 100); "
+                f"metric {metric!r}: only {len(part)} usable {part.split} windows (need >= {MIN_SPLIT_WINDOWS}); "
                 f"give more data (longer series / more endpoints) or a smaller window than {config.window}")
     if config.save_datasets:
         for part in (train, val, test):

@@ -25,7 +25,7 @@ import numpy as np
 
 from ocad.core.artifacts import LoadedArtifact, ModelStore, write_artifact
 
-__all__ = ["data_fingerprint", "duplicate_note", "library_versions", "publish_artifact"]
+__all__ = ["data_fingerprint", "library_versions", "publish_artifact"]
 
 
 def _version(dist: str, module: str | None = None) -> str:

@@ -82,7 +82,8 @@ def split_settings(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The split a forecaster was measured on (fractions, gap, fill limit, cap, seed)."""
     h = manifest.get("hyperparameters") or {}
     return {"fractions": tuple(h.get("fractions", (0.6, 0.2, 0.2))), "gap": h.get("gap"),
-            "fill_limit": h.get("fill_limit", 3), "max_eval_windows": h.get("max_eval_windows", 20_000),
+            "fill_limit": h.get("fill_limit", 3), "max_eval_windows": h.get("max_eval_windows"),
+            "max_train_windows": h.get("max_train_windows"),
             "seed": int(h.get("seed", manifest.get("seed", 0)) or 0)}
 
 
@@ -99,9 +100,11 @@ def forecast_accuracy(art: LoadedArtifact, table: Any, split: Mapping[str, Any])
     metric = inputs["metrics"][0]
     window = int(inputs["window"])
     cap = split.get("max_eval_windows")
+    # The training run's caps: the random subsample of the test windows is then the one training scored.
     ds = build_sequence_datasets(table, metric, window, fractions=split["fractions"], gap=split.get("gap"),
                                  fill_limit=split["fill_limit"],
-                                 max_windows={"train": 0, "validation": 0, "test": cap}, seed=split["seed"])
+                                 max_windows={"train": split.get("max_train_windows"), "validation": cap,
+                                              "test": cap}, seed=split["seed"])
     test = ds["test"]
     if len(test) == 0:
         raise OcadConfigError(f"{art.name}@{art.version}: no usable test windows of {metric!r} (window {window}) "
@@ -175,7 +178,8 @@ def _model_info(art: LoadedArtifact) -> dict[str, Any]:
 
 
 def build_report(store: ModelStore, art: LoadedArtifact, *, table: Any = None, generated_by: str = "ocad train",
-                 compare: bool = True, detection: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 compare: bool = True, detection: Mapping[str, Any] | None = None,
+                 tuning: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The performance report of ``art`` (see module docs); ``table``: the data it was trained on."""
     m = art.manifest
     kind = m.get("kind")
@@ -211,7 +215,7 @@ def build_report(store: ModelStore, art: LoadedArtifact, *, table: Any = None, g
         "schema_version": REPORT_SCHEMA,
         "generated": _now(),
         "generated_by": generated_by,
-        "model": _model_info(art),
+        "model": {**_model_info(art), **({"tuning": dict(tuning)} if tuning else {})},
         "dataset": dataset_info(table, m),
         "prediction": prediction,
         "comparison": comparison,
@@ -318,10 +322,12 @@ def gate(store: ModelStore, name: str, candidate: str, *, mae_tolerance: float =
                         metric=metric, ratio=r, tolerance=mae_tolerance, active_mae=c.get("mae")))
         else:
             checks.append(_check("not_worse_than_active", True, "no active version yet: nothing to compare with"))
-    else:
-        checks.append(_check("held_out_accuracy", True,
-                             f"kind {kind!r} has no forecast to score; the detection check (labelled data) "
-                             "is its gate"))
+    elif active is None:
+        checks.append(_check("not_worse_than_active", True, "no active version yet: nothing to compare with"))
+    elif detection is None:
+        checks.append(_check("not_worse_than_active", False,
+                             f"kind {kind!r} has no forecast to score against the active version {active}; its gate "
+                             "is the detection check: give labelled data (--labelled FILE)"))
     if detection is not None:
         a = (detection.get("active") or {}).get("detection") or {}
         c = (detection.get("candidate") or {}).get("detection") or {}

@@ -107,7 +107,8 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
                                  tune_trials=tune_trials, tracker=tracker, promote=promote,
                                  init_from=init_from)
     if cfg.multivariate.get("enabled", False):
-        art = _train_multivariate(table, cfg, store, promote=promote)
+        trials = cfg.tune.get("trials", 0) if tune_trials is None else tune_trials
+        art = _train_multivariate(table, cfg, store, promote=promote, tune_trials=int(trials or 0))
         if art is not None:
             out.append(art)
     if not out:
@@ -116,7 +117,7 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
 
 
 def _train_multivariate(table: SeriesTable, cfg: TrainConfig, store: ModelStore, *,
-                        promote: bool = False) -> LoadedArtifact | None:
+                        promote: bool = False, tune_trials: int = 0) -> LoadedArtifact | None:
     try:
         from ._iforest import train_iforest  # type: ignore[attr-defined]
     except ImportError as exc:
@@ -126,14 +127,17 @@ def _train_multivariate(table: SeriesTable, cfg: TrainConfig, store: ModelStore,
     log.info("training the multivariate model on %s", list(metrics))
     params = list(inspect.signature(train_iforest).parameters)
     if params and params[0] == "features_train":
-        art = _train_iforest_on_features(train_iforest, table, list(metrics), cfg, store)
-    else:
-        art = train_iforest(table, list(metrics), cfg.to_dict(), store)
+        tuned: dict[str, Any] = {}
+        art = _train_iforest_on_features(train_iforest, table, list(metrics), cfg, store, tune_trials=tune_trials,
+                                         tuned=tuned)
+        return None if art is None else register_version(store, art, promote=promote, table=table,
+                                                         tuning=tuned or None)
+    art = train_iforest(table, list(metrics), cfg.to_dict(), store)
     return None if art is None else register_version(store, art, promote=promote, table=table)
 
 
 def register_version(store: ModelStore, art: LoadedArtifact, *, promote: bool = False,
-                     table: Any = None) -> LoadedArtifact:
+                     table: Any = None, tuning: Any = None) -> LoadedArtifact:
     """A version written straight into the store becomes a candidate (or active with ``promote``).
 
     If an older version has the same data fingerprint and metrics, the new one is
@@ -153,7 +157,7 @@ def register_version(store: ModelStore, art: LoadedArtifact, *, promote: bool = 
         store.record(art.name, "candidate", art.version)
     if promote:
         store.promote(art.name, art.version)
-    write_report(store, art, table=table)
+    write_report(store, art, table=table, tuning=tuning)
     return art
 
 
@@ -163,7 +167,8 @@ MULTIVARIATE_STRIDE = 4
 
 
 def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: list[str], cfg: TrainConfig,
-                               store: ModelStore) -> LoadedArtifact | None:
+                               store: ModelStore, *, tune_trials: int = 0,
+                               tuned: dict[str, Any] | None = None) -> LoadedArtifact | None:
     """Adapter for ``train_iforest(features_train, features_val, feature_names, *, config, out_dir, ...)``.
 
     Builds the runtime's window features (``_iforest.feature_matrix_from_fleet`` with
@@ -206,6 +211,15 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
 
     train = rows(sp.train) & (lab == 0)
     val = rows(sp.validation)
+    if tune_trials:
+        from ._tune import tune_iforest
+
+        res = tune_iforest(x[train], x[val], lab[val], mv, tune_trials, seed=cfg.seed,
+                           timeout_s=cfg.tune.get("timeout_s"))
+        if res is not None:
+            mv.update(res["best_params"])
+            if tuned is not None:
+                tuned.update(res)
     name = getattr(_iforest, "ARTIFACT_NAME", "iforest-multivariate")
     version = cfg.version if cfg.version and cfg.version not in store.versions(name) else store.next_version(name)
     config = {**mv, "version": version, "window": window, "stride": stride,
