@@ -138,3 +138,12 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
     assert st.versions(NAME) == ["1.0.0", "1.1.0", "1.2.0", "1.3.0"] and st.active(NAME) == "1.3.0"
     rc, out = ocad("retrain", "--data", tmp_path / "nowhere", "--store", store)
     assert rc == 2 and "no such file or directory" in out
+
+    # 7. evaluating the store on labelled data refreshes the active version's report (detection section)
+    assert st.report(NAME, "1.3.0")["detection"] is None
+    rc, out = ocad("evaluate", "--data", tmp_path / "labelled.csv", "--model-dir", store, "--ablation", "none", "-q")
+    assert rc == 0 and "performance report refreshed" in out, out
+    rep = st.report(NAME, "1.3.0")
+    assert rep["detection"]["events"] > 0 and rep["detection"]["event_f1"] is not None
+    assert rep["detection"]["source"] == str(tmp_path / "labelled.csv")
+    assert rep["prediction"]["per_metric"]["udp_echo_rtt_ms"]["beats_naive"] is True  # the rest is kept
