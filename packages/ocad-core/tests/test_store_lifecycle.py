@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ocad.core import ModelStore, OcadArtifactError, write_artifact
+from ocad.core import OcadArtifactError
+from ocad.core.artifacts import ModelStore, write_artifact
 
 
 def _version(st: ModelStore, version: str, fingerprint: str = "fp-1", mae: float = 1.0) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ocad.core import ModelStore
+from ocad.core.artifacts import ModelStore
 
 NAME = "tcn-udp_echo_rtt_ms"
 CONFIG = """

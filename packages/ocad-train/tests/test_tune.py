@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("optuna")
 
-from ocad.core import ModelStore, generate_fleet  # noqa: E402
+from ocad.core.artifacts import ModelStore  # noqa: E402
+from ocad.core.tooling import generate_fleet  # noqa: E402
 from ocad.train import load_config, train_forecasters  # noqa: E402
 from ocad.train._data import from_fleet  # noqa: E402
 from ocad.train._tune import feasible_windows, tune_iforest  # noqa: E402

@@ -262,7 +262,7 @@ def refresh_reports(model_dir: str, metrics: Any, *, source: str) -> list[Path]:
     """
     import datetime as dt
 
-    from ._store import ModelStore
+    from .artifacts import ModelStore
 
     if not ModelStore.is_store(model_dir):
         return []

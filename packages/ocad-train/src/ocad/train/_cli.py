@@ -203,7 +203,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ocad.core import ModelStore
+    from ocad.core.artifacts import ModelStore
 
     from ._pipeline import train_all
 
@@ -264,7 +264,7 @@ def _summarise_run(store: Any, arts: Sequence[Any], before: dict[str, set[str]])
 def _detection_check(store: Any, candidates: dict[str, str], args: argparse.Namespace) -> dict[str, Any] | None:
     if not getattr(args, "labelled", None):
         return None
-    from ocad.core._shadow import compare_store
+    from ocad.core.tooling._shadow import compare_store
 
     return compare_store(store.root, args.labelled, candidates=candidates, config=getattr(args, "monitor_config", None),
                          progress=not getattr(args, "quiet", True))
@@ -417,7 +417,7 @@ def _parse_candidates(st: Any, specs: Sequence[str] | None) -> dict[str, str] | 
 
 
 def cmd_models_shadow(args: argparse.Namespace) -> int:
-    from ocad.core._shadow import compare_store
+    from ocad.core.tooling._shadow import compare_store
 
     st = _store(args)
     res = compare_store(st.root, args.data, candidates=_parse_candidates(st, args.candidate), config=args.config,
@@ -473,7 +473,8 @@ def _newest_data_file(path: str) -> str:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     """train -> evaluate -> gate -> promote or keep; exit codes :data:`RETRAIN_EXIT_CODES`."""
-    from ocad.core import ModelStore, OcadValidationError
+    from ocad.core import OcadValidationError
+    from ocad.core.artifacts import ModelStore
 
     from ._pipeline import train_all
 

@@ -46,7 +46,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ocad.core import LoadedArtifact, ModelStore, OcadConfigError
+from ocad.core import OcadConfigError
+from ocad.core.artifacts import LoadedArtifact, ModelStore
 
 __all__ = ["DEFAULT_MAE_TOLERANCE", "GateVerdict", "build_report", "forecast_accuracy", "gate",
            "write_report"]
@@ -279,7 +280,7 @@ def gate(store: ModelStore, name: str, candidate: str, *, mae_tolerance: float =
     ``table``: data to measure both versions on (its chronological test split);
     without it the candidate's ``performance_report.json`` is used, which must
     have compared against the version active *now*. ``detection``: a shadow
-    comparison on labelled data (:func:`ocad.core._shadow.compare_store`'s dict)
+    comparison on labelled data (:func:`ocad.core.tooling._shadow.compare_store`'s dict)
     whose ``active`` / ``candidate`` summaries are checked for event F1 and false
     alerts per endpoint-day.
     """

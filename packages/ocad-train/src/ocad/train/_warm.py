@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ocad.core import LoadedArtifact, OcadConfigError
+from ocad.core import OcadConfigError
+from ocad.core.artifacts import LoadedArtifact
 
 __all__ = ["architecture", "onnx_state"]
 

@@ -18,7 +18,7 @@ candidate ``tcn-a@1.1.0`` replaces ``tcn-a``'s active version and keeps the
 other metrics' active versions). Typical use, comparing newly trained versions
 before promoting them::
 
-    store = ModelStore("store")
+    store = ModelStore("store")                                  # ocad.core.artifacts
     mon = Monitor.from_model_dir("store")                        # the active versions
     shadow = ShadowRunner.from_store(mon, store, {"tcn-udp_echo_rtt_ms": "1.1.0"}).attach(mon)
     for batch in stream:
@@ -411,10 +411,10 @@ def compare_store(store_root: str | os.PathLike[str], data: str | os.PathLike[st
     :class:`ShadowReport`: score correlation, per detector, alerts only in one),
     ``like_for_like`` (each compared detector's metrics on both sides).
     """
-    from ._config import MonitorConfig
-    from ._errors import OcadValidationError
-    from ._monitor import Monitor
-    from ._store import ModelStore
+    from .._config import MonitorConfig
+    from .._errors import OcadValidationError
+    from .._monitor import Monitor
+    from ..artifacts._store import ModelStore
 
     if not ModelStore.is_store(store_root):
         raise OcadConfigError(f"{store_root} is not a model store (no store.json)")
