@@ -82,6 +82,13 @@ def test_models_promote_and_rollback(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (last["action"], last["version"], last["forced"], last["reason"]) == ("promote", "1.1.0", True,
                                                                                   "vendor hotfix")
     assert last["gate"]["passed"] is False
+    # VERSION alone: every model with that candidate version
+    publish_artifact(tmp_path, {**mf, "name": "tcn-n"}, {"model": ("model.onnx", b"x")}, promote=False)
+    assert main(["models", "promote", "1.0.0", "--store", str(tmp_path), "--force",  # type: ignore[operator]
+                 "--reason", "bootstrap"]) == 0
+    assert st.active("tcn-n") == "1.0.0" and st.active("tcn-m") == "1.1.0"
+    assert main(["models", "promote", "7.0.0", "--store", str(tmp_path)]) == 1  # type: ignore[operator]
+    assert "no model" in capsys.readouterr().err
     assert main(["models", "promote", "tcn-m", "9.9.9", "--store", str(tmp_path)]) == 1  # type: ignore[operator]
     assert "no version '9.9.9'" in capsys.readouterr().err
     assert main(["models", "list", "--store", str(tmp_path / "nope")]) == 1  # type: ignore[operator]

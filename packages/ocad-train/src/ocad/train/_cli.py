@@ -13,7 +13,7 @@ Commands::
     ocad export --checkpoint WORK/tcn-<metric>/best.pt --out model.onnx [--dataset test.parquet]
     ocad models list --store DIR
     ocad models show NAME [--version V] --store DIR
-    ocad models promote NAME VERSION --store DIR [--data FILE --labelled FILE --force --reason TEXT]
+    ocad models promote [NAME] VERSION --store DIR [--data FILE --labelled FILE --force --reason TEXT]
     ocad models shadow --data FILE --store DIR [--candidate NAME=VERSION ... --json OUT]
     ocad models rollback NAME --store DIR
 
@@ -128,9 +128,10 @@ def add_commands(subparsers: Any) -> None:
     q.add_argument("--store", required=True, metavar="DIR")
     q.add_argument("--full", action="store_true", help="the whole manifest, calibration table included")
     q.set_defaults(func=cmd_models_show)
-    q = msub.add_parser("promote", help="make a candidate active if it passes the quality gate")
-    q.add_argument("name")
-    q.add_argument("version")
+    q = msub.add_parser("promote", help="make a candidate active if it passes the quality gate",
+                        description="NAME VERSION: that model's version; VERSION alone: that candidate version of "
+                                    "every model that has it (e.g. all models of one training run).")
+    q.add_argument("target", nargs="+", metavar="[NAME] VERSION")
     q.add_argument("--store", required=True, metavar="DIR")
     q.add_argument("--data", metavar="FILE", help="measure candidate and active on this file's held-out "
                                                   "(chronological test) split instead of the report's numbers")
@@ -386,17 +387,27 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     """Exit 0 promoted (or already active), 3 refused by the gate."""
     _check_force(args)
     st = _store(args)
-    if args.version not in st.versions(args.name):
-        raise OcadConfigError(f"{args.name} has no version {args.version!r}; it has {st.versions(args.name)}")
-    if st.active(args.name) == args.version:
-        print(f"{args.name}: {args.version} is already the active version")
-        return 0
+    if len(args.target) > 2:
+        raise OcadConfigError(f"models promote takes [NAME] VERSION, not {args.target}")
+    if len(args.target) == 2:
+        name, version = args.target
+        if version not in st.versions(name):
+            raise OcadConfigError(f"{name} has no version {version!r}; it has {st.versions(name)}")
+        if st.active(name) == version:
+            print(f"{name}: {version} is already the active version")
+            return 0
+        todo = [name]
+    else:
+        version = args.target[0]
+        todo = [n for n in st.names() if version in st.candidates(n)]
+        if not todo:
+            raise OcadConfigError(f"no model in {args.store} has a candidate version {version!r}")
     table = None
     if args.data:
         from ._data import as_table
 
         table = as_table(args.data)
-    summary = [{"name": args.name, "version": args.version, "status": "candidate"}]
+    summary = [{"name": n, "version": version, "status": "candidate"} for n in todo]
     return _gate_and_promote(st, summary, args, table=table)
 
 
