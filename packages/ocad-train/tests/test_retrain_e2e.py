@@ -115,7 +115,7 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
 
     # 5. promote through the gate, then roll back
     rc, out = ocad("models", "promote", NAME, "1.2.0", "--store", store)
-    assert rc == 0 and f"active version is now 1.2.0" in out, out
+    assert rc == 0 and "active version is now 1.2.0" in out, out
     rc, out = ocad("models", "show", NAME, "--store", store)
     shown = json.loads(out)
     assert shown["version"] == "1.2.0" and shown["performance_report"]["model"]["version"] == "1.2.0"

@@ -86,7 +86,7 @@ def feasible_windows(table: SeriesTable, metric: str, config: ForecasterConfig, 
     """
     from ._forecaster import MIN_SPLIT_WINDOWS
 
-    wins = sorted(set(int(w) for w in (candidates or SEARCH_SPACE["window"])))
+    wins = sorted({int(w) for w in (candidates or SEARCH_SPACE["window"])})
     counts: dict[int, dict[str, int]] = {}
     ok = []
     for w in wins:
