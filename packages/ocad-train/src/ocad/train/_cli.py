@@ -248,8 +248,8 @@ def _summarise_run(store: Any, arts: Sequence[Any], before: dict[str, set[str]])
     for a in arts:
         dup = a.version in before.get(a.name, set())
         rep = store.report(a.name, a.version) or {}
-        pred = next(iter(((rep.get("prediction") or {}).get("per_metric") or {}).values()), {})
-        comp = next(iter(((rep.get("comparison") or {}).get("per_metric") or {}).values()), {})
+        pred: dict[str, Any] = next(iter(((rep.get("prediction") or {}).get("per_metric") or {}).values()), {})
+        comp: dict[str, Any] = next(iter(((rep.get("comparison") or {}).get("per_metric") or {}).values()), {})
         par = (a.manifest.get("parity") or {}).get("max_abs_diff")
         status = "duplicate" if dup else "candidate"
         note = duplicate_note(a.version) if dup else status
