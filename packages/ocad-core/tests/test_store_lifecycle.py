@@ -70,3 +70,12 @@ def test_reports_sit_beside_the_manifest_and_do_not_touch_the_artifact(tmp_path:
     assert st.report("m") == {"prediction": {"mae": 1.0}}
     with pytest.raises(OcadArtifactError, match="no version"):
         st.write_report("m", "9.9.9", {})
+
+
+def test_a_monitor_on_a_store_with_only_candidates_says_what_to_do(tmp_path: Path) -> None:
+    from ocad.core import Monitor
+
+    st = ModelStore(tmp_path).init()
+    _version(st, "1.0.0")
+    with pytest.raises(OcadArtifactError, match=r"no active version \(candidates: \{'m': \['1.0.0'\]\}\).*promote"):
+        Monitor.from_model_dir(tmp_path)

@@ -156,6 +156,13 @@ class Monitor:
                 log.error("%s", exc)
                 bad.append(str(exc))
         if not arts and not bad:
+            from .artifacts import ModelStore
+
+            if ModelStore.is_store(path):  # trained, but nothing passed the quality gate yet
+                st = ModelStore(path)
+                cands = {n: st.candidates(n) for n in st.names() if st.candidates(n)}
+                raise OcadArtifactError(str(path), f"model store has no active version (candidates: {cands or 'none'}); "
+                                                   "promote one: ocad models promote NAME VERSION --store ...")
             raise OcadArtifactError(str(path), "no artifacts found (expected manifest.json files)")
         known = reg.metrics(base.user_metrics)
         user = dict(base.user_metrics)
