@@ -114,11 +114,14 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
     assert "only candidate" in out and "recall active" in out
 
     # 5. promote through the gate, then roll back
-    rc, out = ocad("models", "promote", NAME, "1.2.0", "--store", store)
+    rc, out = ocad("models", "promote", NAME, "1.2.0", "--store", store, "--labelled", tmp_path / "labelled.csv")
     assert rc == 0 and "active version is now 1.2.0" in out, out
+    assert "[ok] event F1 candidate" in out and "[ok] false alerts per endpoint-day candidate" in out
     rc, out = ocad("models", "show", NAME, "--store", store)
     shown = json.loads(out)
     assert shown["version"] == "1.2.0" and shown["performance_report"]["model"]["version"] == "1.2.0"
+    det = shown["performance_report"]["detection"]  # the gate's labelled shadow run, both sides
+    assert det["events"] == sh["candidate"]["detection"]["events"] and "event_f1" in det["active_side"]
     assert [e["action"] for e in shown["store_log"]] == ["candidate", "promote"]
     assert ocad("models", "rollback", NAME, "--store", store)[0] == 0
     assert st.active(NAME) == "1.0.0"

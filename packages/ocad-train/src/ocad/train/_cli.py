@@ -289,6 +289,8 @@ def _gate_and_promote(store: Any, summary: list[dict[str, Any]], args: argparse.
             continue
         v = gate(store, r["name"], r["version"], mae_tolerance=args.mae_tolerance, table=table, detection=detection)
         r["gate"] = v.to_dict()
+        if detection is not None:
+            _record_detection(store, r["name"], r["version"], detection)
         _print_verdict(v)
         if v.passed or args.force:
             store.promote(r["name"], r["version"], forced=not v.passed, reason=args.reason if not v.passed else None,
@@ -303,6 +305,18 @@ def _gate_and_promote(store: Any, summary: list[dict[str, Any]], args: argparse.
     if detection is not None:
         _print_shadow(detection)
     return 3 if refused else 0
+
+
+def _record_detection(store: Any, name: str, version: str, detection: dict[str, Any]) -> None:
+    """The shadow run's candidate-side detection figures into the candidate's report."""
+    rep = store.report(name, version)
+    if rep is None:
+        return
+    rep["detection"] = {**detection["candidate"]["detection"], "source": detection["data"],
+                        "scope": "shadow run: the store's active versions with this run's candidates swapped in "
+                                 f"({detection['candidate']['versions']})",
+                        "active_side": detection["active"]["detection"]}
+    store.write_report(name, version, rep)
 
 
 def _print_verdict(v: Any) -> None:
