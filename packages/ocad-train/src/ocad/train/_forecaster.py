@@ -64,8 +64,9 @@ log = logging.getLogger("ocad.train")
 
 INPUT_NAME = "x"
 OUTPUT_NAME = "y"
-#: Fewest usable windows each of train / validation / test must have (tuning derives its window bounds from it).
-MIN_SPLIT_WINDOWS = 100
+#: Usable windows a forecaster needs per part of the chronological split (tuning derives its
+#: window bounds from the same numbers, ``ocad.train._tune.feasible_windows``).
+MIN_WINDOWS = {"train": 100, "validation": 100, "test": 100}
 
 
 @attrs.frozen
@@ -131,9 +132,10 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
     log.info("%s: %d train / %d validation / %d test windows from %d endpoints", name, len(train), len(val),
              len(test), len(set(train.endpoint.tolist())))
     for part in (train, val, test):
-        if len(part) < MIN_SPLIT_WINDOWS:
+        need = MIN_WINDOWS[part.split]
+        if len(part) < need:
             raise OcadError(
-                f"metric {metric!r}: only {len(part)} usable {part.split} windows (need >= {MIN_SPLIT_WINDOWS}); "
+                f"metric {metric!r}: only {len(part)} usable {part.split} windows (need >= {need}); "
                 f"give more data (longer series / more endpoints) or a smaller window than {config.window}")
     if config.save_datasets:
         for part in (train, val, test):

@@ -10,7 +10,7 @@ sampler seeded with the training seed) over
 * ``levels`` — 2 to 4 residual blocks
 * ``window`` — those of 8, 12, 16, 24, 32, 48 samples **the data supports**:
   a window is proposed only if the chronological train, validation and test
-  splits each give at least :data:`~ocad.train._forecaster.MIN_SPLIT_WINDOWS`
+  splits each give at least :data:`~ocad.train._forecaster.MIN_WINDOWS`
   usable windows with it (the same datasets, gap and fill rule as the final
   training, :func:`feasible_windows`). So the best trial can always be trained
   and published; data too short for any of them fails before the first trial,
@@ -84,15 +84,15 @@ def feasible_windows(table: SeriesTable, metric: str, config: ForecasterConfig, 
     Returns ``(feasible windows ascending, {window: {split: count}})``; counts are
     capped at the minimum needed for the test split (cheap), exact otherwise.
     """
-    from ._forecaster import MIN_SPLIT_WINDOWS
+    from ._forecaster import MIN_WINDOWS
 
     wins = sorted({int(w) for w in (candidates or SEARCH_SPACE["window"])})
     counts: dict[int, dict[str, int]] = {}
     ok = []
     for w in wins:
-        ds = _datasets(table, metric, config, w, seed, MIN_SPLIT_WINDOWS)
+        ds = _datasets(table, metric, config, w, seed, MIN_WINDOWS["test"])
         counts[w] = {k: len(v) for k, v in ds.items()}
-        if all(n >= MIN_SPLIT_WINDOWS for n in counts[w].values()):
+        if all(counts[w][k] >= n for k, n in MIN_WINDOWS.items()):
             ok.append(w)
     return ok, counts
 
@@ -107,14 +107,14 @@ def tune_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, n
     search space is supported by the data.
     """
     optuna = require_extra("optuna", "tune", "hyperparameter tuning (ocad train --tune)")
-    from ._forecaster import MIN_SPLIT_WINDOWS
+    from ._forecaster import MIN_WINDOWS
     from ._tcn import fit_tcn, predict, regression_metrics
 
     windows, counts = feasible_windows(table, metric, config, seed=seed)
     if not windows:
         raise OcadError(
-            f"tuning {metric!r}: no window of {list(SEARCH_SPACE['window'])} leaves >= {MIN_SPLIT_WINDOWS} usable "
-            f"windows in each of train / validation / test (per window: {counts}); give more data (longer series "
+            f"tuning {metric!r}: no window of {list(SEARCH_SPACE['window'])} leaves enough usable windows "
+            f"(train / validation / test need {MIN_WINDOWS}; per window: {counts}); give more data (longer series "
             "or more endpoints)")
     log.info("tune %s: windows the data supports: %s (of %s)", metric, windows, list(SEARCH_SPACE["window"]))
     cache: dict[int, Any] = {}
