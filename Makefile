@@ -1,6 +1,8 @@
 # OCAD: one virtual environment at .venv, every install pinned through constraints.txt.
 # make demo  - install ocad-core + ocad-detectors-ml (no torch, no sklearn) and run `ocad demo`
 # make test  - install all three packages, the example plugin and test tools, run every test
+#              (as root with apt-get it also installs Debian's prometheus-alertmanager and prometheus,
+#              which tests/integration runs on 127.0.0.1; without them those tests skip)
 # make models - retrain the shipped default artifacts from the committed config
 # make bench-compare - one-run comparison table (benchmarks/results/compare.json)
 
@@ -15,7 +17,7 @@ TRAIN := packages/ocad-train
 EXAMPLE := examples/ocad-plugin-example
 PYTEST_ARGS ?=
 
-.PHONY: demo test models bench-compare asv-quick clean
+.PHONY: demo test noc-servers models bench-compare asv-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +28,17 @@ $(VENV)/.demo-installed: $(BIN)/python constraints.txt $(CORE)/pyproject.toml $(
 	touch $@
 
 $(VENV)/.all-installed: $(VENV)/.demo-installed $(TRAIN)/pyproject.toml $(EXAMPLE)/pyproject.toml
-	$(PIP) $(EDITABLE) -e "$(CORE)[io,report,test,spark]" -e $(ML) -e "$(TRAIN)[tune]" -e $(EXAMPLE) "asv>=0.6.4"
+	$(PIP) $(EDITABLE) -e "$(CORE)[io,report,test,spark,alertmanager,prometheus]" -e $(ML) -e "$(TRAIN)[tune]" -e $(EXAMPLE) "asv>=0.6.4"
 	touch $@
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/ocad demo
 
-test: $(VENV)/.all-installed
+test: $(VENV)/.all-installed noc-servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+noc-servers:
+	@.ci/install-noc-servers
 
 models: $(VENV)/.all-installed
 	$(BIN)/python -m ocad.train.build_defaults --config $(TRAIN)/configs/default.toml --dest $(ML)/src/ocad/detectors_ml/models

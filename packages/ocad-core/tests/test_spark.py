@@ -57,6 +57,8 @@ def test_monitor_spec_key_and_model_digest(tmp_path):
     assert a.key == b.key
     assert MonitorSpec.create({"monitor": {"use_shipped_models": False, "window": 64}}).key != a.key
     assert MonitorSpec.create(CFG, autoload_plugins=False).key != a.key
+    lab = MonitorSpec.create(CFG, labels={"oru-1": {"site": "p"}})
+    assert lab.key != a.key and lab.build().labels.get("oru-1") == {"site": "p"}
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "manifest.json").write_text("{}")
     s1 = MonitorSpec.create(CFG, model_dir=tmp_path / "m")
@@ -180,13 +182,16 @@ def test_batch_long_format_one_group_per_endpoint(spark, fleet, reference):
     long["ts"] = pd.to_datetime(long["ts"], unit="s", utc=True)
     df = spark.createDataFrame(long)
     assert dict(df.dtypes)["ts"] == "timestamp"
-    res = ocad_spark.score(df, CFG, autoload_plugins=False, buckets="endpoint", scores=False)
+    # Endpoint labels reach the executors' Monitors and come back with every event (#13).
+    labels = {e.endpoint_id: {"site": e.site, "role": e.role} for e in fleet.endpoints}
+    res = ocad_spark.score(df, CFG, autoload_plugins=False, buckets="endpoint", scores=False, labels=labels)
     events = [r.asDict() for r in res.events.collect()]
     assert sorted(map(_key, events)) == sorted(map(_key, ref_events))
+    assert all(json.loads(e["labels"]) == labels[e["endpoint_id"]] for e in events)
 
     # Ask every Python worker (the pool the scoring UDFs ran in) what its cache holds: 8 tasks
     # that each wait a moment, so both concurrent workers of local[2] answer.
-    key = ocad_spark.MonitorSpec.create(CFG, autoload_plugins=False).key
+    key = ocad_spark.MonitorSpec.create(CFG, autoload_plugins=False, labels=labels).key
 
     def probe(pdf):
         time.sleep(0.3)

@@ -61,7 +61,6 @@ def test_iso_timestamps_and_label_column(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "column", "value"), [
     ("endpoint_id,ts,my_kpi\nx,0,1.0\nx,5,abc\n", "my_kpi", "abc"),
     ("endpoint_id,ts,my_kpi\nx,yesterday,1.0\n", "ts", "yesterday"),
-    ("endpoint_id,ts,my_kpi\nx,0,1.0\nx,0,2.0\n", "ts", 0.0),
     ("endpoint_id,my_kpi\nx,1.0\n", "ts", None),
 ])
 def test_bad_input_names_column_and_value(tmp_path: Path, text: str, column: str, value: object) -> None:
@@ -107,3 +106,33 @@ def test_any_cell_text_parses_or_raises_a_validation_error_naming_the_column(cel
     else:
         v = t.series(0, "my_kpi")[1]
         assert np.isnan(v) if not cell.strip() else np.isfinite(v)
+
+
+def test_duplicates_are_dropped_and_counted_and_unsorted_rows_sorted(tmp_path: Path) -> None:
+    # As the Monitor does: the first sample of an (endpoint, ts) is kept, the others counted.
+    p = tmp_path / "dup.csv"
+    p.write_text("endpoint_id,ts,my_kpi\nx,10,3.0\nx,0,1.0\nx,0,2.0\nx,5,\nx,10,4.0\n")
+    t = load_table(p)
+    np.testing.assert_array_equal(t.ts[0], [0.0, 5.0, 10.0])
+    np.testing.assert_array_equal(t.series(0, "my_kpi")[[0, 2]], [1.0, 3.0])
+    assert np.isnan(t.series(0, "my_kpi")[1])  # NaN = missing, kept as a sample
+    assert t.dropped == {"duplicate_ts": 2}
+    long = pd.DataFrame({"endpoint_id": ["x"] * 3, "ts": [0.0, 0.0, 5.0], "metric": ["m"] * 3,
+                         "value": [1.0, 9.0, 2.0]})
+    t = table_from_frame(long)
+    np.testing.assert_array_equal(t.series(0, "m"), [1.0, 2.0])
+    assert t.dropped == {"duplicate_ts": 1}
+
+
+@pytest.mark.parametrize("layout", ["wide", "long"])
+def test_fault_type_labels_normal_and_failure_ts_is_not_a_metric(tmp_path: Path, layout: str) -> None:
+    wide = pd.DataFrame({"endpoint_id": ["a"] * 5, "ts": [0.0, 1.0, 2.0, 3.0, 4.0],
+                         "m": [1.0, 2.0, 3.0, 4.0, 5.0], "k": [5.0, 4.0, 3.0, 2.0, 1.0],
+                         "fault_type": ["", "none", "link_flap", None, "Normal"],
+                         "failure_ts": [np.nan, np.nan, 3.0, np.nan, np.nan]})
+    df = wide if layout == "wide" else wide.melt(id_vars=["endpoint_id", "ts", "fault_type", "failure_ts"],
+                                                 value_vars=["m", "k"], var_name="metric", value_name="value")
+    df.to_csv(tmp_path / "l.csv", index=False)
+    t = load_table(tmp_path / "l.csv")
+    assert sorted(t.metrics) == ["k", "m"]
+    np.testing.assert_array_equal(t.normal(0), [True, True, False, True, True])

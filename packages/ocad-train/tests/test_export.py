@@ -20,6 +20,7 @@ from ocad.train import (
     onnx_initializer_digest,
     ort_session,
     predict,
+    window_scale,
 )
 
 
@@ -61,6 +62,24 @@ def test_parity_failure_is_loud(exported: tuple[TCNForecaster, Path]) -> None:
     assert isinstance(ei.value, OcadError) and ei.value.worst_index == 3 and ei.value.max_abs_diff > 9e-4
     with pytest.raises(ParityError):  # NaN on one side only is a mismatch, not a pass
         check_parity(lambda b: np.full(len(b), np.nan), path, _inputs(10))
+
+
+def test_parity_tolerance_scales_with_the_windows_level(exported: tuple[TCNForecaster, Path]) -> None:
+    # The rule: |onnx - reference| <= tol * max(1, mean |x_i|). A difference of 0.01 is float32
+    # rounding for a window around 1e4 (1e-6 of the value) but an error for a window around 1.
+    model, path = exported
+    big = (_inputs(200) * 100.0).astype(np.float32)  # levels 100 .. 12000
+    off = 1e-6 * window_scale(big)  # a relative difference of 1e-6 on every input
+    ref = lambda b: predict(model, b) + off[:len(b)]  # noqa: E731
+    res = check_parity(ref, path, big, tol=1e-4, scale=window_scale(big))
+    assert res["max_abs_diff"] > 1e-4 and res["max_diff_over_allowed"] <= 0.02
+    with pytest.raises(ParityError):  # the old absolute rule refuses a correct export
+        check_parity(ref, path, big, tol=1e-4)
+    small = _inputs(100) / 1000.0  # levels 1e-3 .. 0.12: scale < 1, the absolute tol applies
+    with pytest.raises(ParityError) as ei:
+        check_parity(lambda b: predict(model, b) + 2e-4, path, small, tol=1e-4, scale=window_scale(small))
+    assert ei.value.allowed == pytest.approx(1e-4)
+    np.testing.assert_allclose(window_scale(np.array([[1.0, -3.0, np.nan], [np.nan] * 3])), [2.0, 0.0])
 
 
 def test_initializer_digest_tracks_weights(exported: tuple[TCNForecaster, Path], tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ NAME = "tcn-udp_echo_rtt_ms"
 CONFIG = """
 [train]
 seed = 3
+core_calibration = false
 [forecaster]
 hidden = 8
 levels = 2
@@ -61,13 +62,13 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
     drop = tmp_path / "drop"
     drop.mkdir()
     assert ocad("simulate", "--endpoints", 6, "--hours", 3, "--seed", 1, "--faults", "none",
-                "--out", tmp_path / "week1.csv")[0] == 0
+                "--out", tmp_path / "week1.parquet")[0] == 0
     assert ocad("simulate", "--endpoints", 6, "--hours", 3, "--seed", 2, "--faults", "none",
-                "--out", drop / "week2.csv")[0] == 0
-    assert ocad("simulate", "--endpoints", 6, "--hours", 2, "--seed", 9, "--out", tmp_path / "labelled.csv")[0] == 0
+                "--out", drop / "week2.parquet")[0] == 0
+    assert ocad("simulate", "--endpoints", 6, "--hours", 2, "--seed", 9, "--out", tmp_path / "labelled.parquet")[0] == 0
 
     # 1. the first version passes the gate (beats naive; nothing active to compare with)
-    rc, out = ocad("train", "--data", tmp_path / "week1.csv", "--out", store, "--config", good, "--window", 16,
+    rc, out = ocad("train", "--data", tmp_path / "week1.parquet", "--out", store, "--config", good, "--window", 16,
                    "--epochs", 3, "--promote", *COMMON)
     assert rc == 0, out
     st = ModelStore(store)
@@ -79,7 +80,7 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
     assert rep["operational"]["ms_per_1k_forecasts"] > 0 and rep["operational"]["model_bytes"] > 0
 
     # 2. a deliberately worse candidate: window 4, one epoch at a tiny learning rate -> refused, stays candidate
-    rc, out = ocad("train", "--data", drop / "week2.csv", "--out", store, "--config", worse, "--window", 4,
+    rc, out = ocad("train", "--data", drop / "week2.parquet", "--out", store, "--config", worse, "--window", 4,
                    "--epochs", 1, *COMMON)
     assert rc == 0 and "1.1.0 is a candidate" in out, out
     assert st.active(NAME) == "1.0.0" and st.candidates(NAME) == ["1.1.0"]
@@ -90,7 +91,7 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
     assert st.active(NAME) == "1.0.0"
 
     # 3. a better candidate: warm start from the active weights, trained on the new week
-    rc, out = ocad("train", "--data", drop / "week2.csv", "--out", store, "--config", good, "--epochs", 3,
+    rc, out = ocad("train", "--data", drop / "week2.parquet", "--out", store, "--config", good, "--epochs", 3,
                    "--init-from", "active", *COMMON)
     assert rc == 0, out
     m = st.load(NAME, "1.2.0").manifest
@@ -98,7 +99,7 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
     assert st.report(NAME, "1.2.0")["comparison"]["per_metric"]["udp_echo_rtt_ms"]["ratio"] <= 1.02
 
     # 4. shadow: the same detectors and metrics on both sides, only the model version differs
-    rc, out = ocad("models", "shadow", "--data", tmp_path / "labelled.csv", "--store", store,
+    rc, out = ocad("models", "shadow", "--data", tmp_path / "labelled.parquet", "--store", store,
                    "--candidate", f"{NAME}=1.2.0", "--json", tmp_path / "shadow.json", "--quiet")
     assert rc == 0, out
     sh = json.loads((tmp_path / "shadow.json").read_text())
@@ -114,7 +115,7 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
     assert "only candidate" in out and "recall active" in out
 
     # 5. promote through the gate, then roll back
-    rc, out = ocad("models", "promote", NAME, "1.2.0", "--store", store, "--labelled", tmp_path / "labelled.csv")
+    rc, out = ocad("models", "promote", NAME, "1.2.0", "--store", store, "--labelled", tmp_path / "labelled.parquet")
     assert rc == 0 and "active version is now 1.2.0" in out, out
     assert "[ok] event F1 candidate" in out and "[ok] false alerts per endpoint-day candidate" in out
     rc, out = ocad("models", "show", NAME, "--store", store)
@@ -144,9 +145,9 @@ def test_simulate_train_gate_shadow_promote_rollback_retrain(tmp_path: Path,
 
     # 7. evaluating the store on labelled data refreshes the active version's report (detection section)
     assert st.report(NAME, "1.3.0")["detection"] is None
-    rc, out = ocad("evaluate", "--data", tmp_path / "labelled.csv", "--model-dir", store, "--ablation", "none", "-q")
+    rc, out = ocad("evaluate", "--data", tmp_path / "labelled.parquet", "--model-dir", store, "--ablation", "none", "-q")
     assert rc == 0 and "performance report refreshed" in out, out
     rep = st.report(NAME, "1.3.0")
     assert rep["detection"]["events"] > 0 and rep["detection"]["event_f1"] is not None
-    assert rep["detection"]["source"] == str(tmp_path / "labelled.csv")
+    assert rep["detection"]["source"] == str(tmp_path / "labelled.parquet")
     assert rep["prediction"]["per_metric"]["udp_echo_rtt_ms"]["beats_naive"] is True  # the rest is kept

@@ -9,8 +9,8 @@ The one import an embedding application needs::
         print(event.event, event.alert.endpoint_id, event.alert.severity, event.alert.evidence)
 
 This module is the narrow facade for an embedding application: the Monitor and
-its config, alerts and their events, evidence, errors, state export/import and the
-metric spec. Everything else lives in a subpackage by stage (see
+its config, alerts and their events, evidence, endpoint labels, errors, state
+export/import and the metric spec. Everything else lives in a subpackage by stage (see
 docs/architecture.md):
 
 * :mod:`ocad.core.pipeline`: Validator, WindowStore, FeatureEngine,
@@ -41,6 +41,7 @@ from ._errors import (
     OcadPluginError,
     OcadValidationError,
 )
+from ._labels import EndpointLabels, group_alerts, load_labels
 from ._metrics import MetricKind, MetricSpec
 from ._monitor import Monitor
 from ._view import Evidence
@@ -56,6 +57,7 @@ __all__ = [
     "Alert",
     "AlertEvent",
     "AlertPolicyConfig",
+    "EndpointLabels",
     "Evidence",
     "MetricKind",
     "MetricSpec",
@@ -68,7 +70,9 @@ __all__ = [
     "OcadPluginError",
     "OcadValidationError",
     "export_state",
+    "group_alerts",
     "import_state",
+    "load_labels",
     "reset_state",
 ]
 

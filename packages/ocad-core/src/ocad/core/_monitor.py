@@ -22,8 +22,9 @@ import io
 import json
 import logging
 import os
+import time
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from .pipeline._alerts import AlertEvent, AlertPolicy
 from ._config import MonitorConfig
 from .pipeline._composite import CompositeDetector, CompositeOutput
 from ._errors import OcadArtifactError, OcadConfigError, OcadValidationError
+from ._labels import EndpointLabels, group_alerts
 from .pipeline._features import FeatureEngine
 from .plugins._registry import DetectorContext, PluginRegistry, default_registry
 from .pipeline._validate import Batch, ValidationStats, Validator
@@ -70,6 +72,11 @@ class Monitor:
         Added to the plugins' detectors (e.g. artifact detectors, a shadow candidate).
     strict:
         Refuse to start when a plugin or artifact fails (default: report and go on).
+    labels:
+        Endpoint labels (site, role, vendor, ...) copied into the alerts an endpoint opens:
+        a mapping ``{endpoint_id: {label: value}}``, an inventory file (CSV/Parquet with an
+        ``endpoint_id`` column and one column per label) or a DataFrame of that shape.
+        Change them later with :meth:`set_labels`.
 
     Example
     -------
@@ -81,7 +88,7 @@ class Monitor:
 
     def __init__(self, config: MonitorConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
                  registry: PluginRegistry | None = None, detectors: Sequence[Any] | None = None,
-                 extra_detectors: Sequence[Any] = (), strict: bool = False) -> None:
+                 extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None) -> None:
         self.config = cfg = MonitorConfig.coerce(config)
         self.registry = registry if registry is not None else default_registry()
         self.strict = strict
@@ -112,21 +119,28 @@ class Monitor:
                                  idle_timeout_s=cfg.idle_timeout_s)
         self.features = FeatureEngine(metrics)
         self.validator = Validator(metrics)
+        self.labels = EndpointLabels.coerce(labels)
         self.policy = AlertPolicy(cfg.alerts)
+        self.policy.endpoint_labels = self.labels.get
         self.stats = ValidationStats()
         self.shadows: list[Any] = []
         # Artifacts a plugin skipped (not strict); from_model_dir adds the ones that failed to load.
         self.artifact_errors: list[str] = self.context.artifact_errors
         self._score_sink: list[dict[str, np.ndarray]] | None = None
+        #: Called with the seconds each tick took (the Prometheus collector's histogram); None: not timed.
+        self.tick_observer: Callable[[float], None] | None = None
 
     # -- construction -----------------------------------------------------
     @classmethod
-    def from_defaults(cls, *, use_shipped_models: bool = True, **overrides: Any) -> Monitor:
-        """Every registered detector with its defaults; shipped ML models when installed."""
+    def from_defaults(cls, *, use_shipped_models: bool = True, labels: Any = None, **overrides: Any) -> Monitor:
+        """Every registered detector with its defaults; shipped ML models when installed.
+
+        ``labels``: endpoint labels, as for the constructor; other keywords are ``[monitor]`` keys.
+        """
         cfg: dict[str, Any] = {"monitor": {"use_shipped_models": use_shipped_models}}
         for k, v in overrides.items():
             cfg["monitor"][k] = v
-        return cls(cfg)
+        return cls(cfg, labels=labels)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], **kw: Any) -> Monitor:
@@ -134,15 +148,25 @@ class Monitor:
 
     @classmethod
     def from_model_dir(cls, path: str | os.PathLike[str], config: Any = None, *,
-                       registry: PluginRegistry | None = None, strict: bool = False) -> Monitor:
+                       registry: PluginRegistry | None = None, strict: bool = False,
+                       labels: Any = None) -> Monitor:
         """Core detectors plus detectors built from the trained artifacts in ``path``.
 
         ``path`` may be one artifact, a directory of artifacts, or a model store (active versions).
         Shipped default models are not loaded: the artifacts replace them. Metrics named by the
-        artifacts that are not registered are added as user metrics (gauges).
+        artifacts that are not registered are added as user metrics (with the spec an artifact
+        records in ``inputs.metric_specs``, else a gauge with the artifact's unit).
+
+        A ``core-calibration`` artifact (written by ``ocad train``) holds a calibration
+        document of :meth:`calibrate`: it is applied to the core detectors through their
+        ``load_params``, exactly like ``[monitor] calibration`` (see docs/artifacts.md).
+        An artifact whose kind needs a package that is not installed (``forecaster`` and
+        ``multivariate`` need ocad-detectors-ml) is never skipped silently: with ``strict``
+        it raises :class:`OcadDependencyError` naming the extra, otherwise it is logged and
+        listed in ``health()["artifact_errors"]``.
         """
-        from .artifacts._artifact import find_artifacts, load_artifact
         from ._metrics import MetricSpec
+        from .artifacts._artifact import CORE_CALIBRATION_KIND, find_artifacts, load_artifact
 
         reg = registry if registry is not None else default_registry()
         base = MonitorConfig.coerce(config)
@@ -164,22 +188,73 @@ class Monitor:
                 raise OcadArtifactError(str(path), f"model store has no active version (candidates: {cands or 'none'}); "
                                                    "promote one: ocad models promote NAME VERSION --store ...")
             raise OcadArtifactError(str(path), "no artifacts found (expected manifest.json files)")
+        bad += _missing_artifact_packages(arts, strict=strict)
         known = reg.metrics(base.user_metrics)
         user = dict(base.user_metrics)
-        for a in arts:
+        # Artifacts that record full metric specs first: their spec wins over a unit-only one.
+        for a in sorted(arts, key=lambda a: not a.manifest["inputs"].get("metric_specs")):
             units = a.manifest["inputs"].get("units", {})
+            specs = a.manifest["inputs"].get("metric_specs") or {}
             for m in a.manifest["inputs"]["metrics"]:
                 if m not in known and m not in user:
-                    spec = MetricSpec(m, unit=units.get(m, "")).to_dict()
-                    del spec["name"]
-                    user[m] = spec
+                    spec = MetricSpec.from_mapping(m, specs[m]) if m in specs else \
+                        MetricSpec(m, unit=units.get(m, ""))
+                    d = spec.to_dict()
+                    del d["name"]
+                    user[m] = d
 
         cfg = attrs.evolve(base, user_metrics=user, use_shipped_models=False)
+        model_arts = [a for a in arts if a.kind != CORE_CALIBRATION_KIND]
         probe = cls(cfg, registry=reg, strict=strict)
-        extra = reg.artifact_detectors(arts, probe.context, strict=strict)
-        mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict)
+        extra = reg.artifact_detectors(model_arts, probe.context, strict=strict)
+        mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict, labels=labels)
+        for a in arts:
+            if a.kind == CORE_CALIBRATION_KIND:
+                try:
+                    mon.load_calibration(a)
+                except (OcadArtifactError, OcadConfigError) as exc:
+                    if strict:
+                        raise
+                    log.error("%s", exc)
+                    bad.append(str(exc))
         mon.artifact_errors = [*bad, *probe.context.artifact_errors, *mon.artifact_errors]
         return mon
+
+    def load_calibration(self, source: Any) -> list[str]:
+        """Apply a calibration document (:meth:`calibrate`'s output) to the detectors; returns their names.
+
+        ``source``: the document (a mapping), a JSON file, or a ``core-calibration`` artifact
+        (:class:`~ocad.core.LoadedArtifact`, its ``calibration`` file, hash-verified at load).
+        Detectors the document does not name keep their tables. A table that does not fit
+        its detector raises :class:`OcadConfigError` naming the detector.
+        """
+        if isinstance(source, Mapping):
+            doc, label = source, "calibration document"
+        else:
+            if hasattr(source, "manifest") and hasattr(source, "file"):
+                path, label = source.file("calibration"), f"artifact {source.name}@{source.version}"
+            else:
+                path = Path(source)
+                label = str(path)
+            try:
+                doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise OcadConfigError(f"{label}: calibration is not readable JSON: {exc}") from exc
+        params = doc.get("detectors") if isinstance(doc, Mapping) else None
+        if not isinstance(params, Mapping):
+            raise OcadConfigError(f"{label}: a calibration document needs a 'detectors' object")
+        loaded = []
+        for d in self.composite.detectors:
+            p = params.get(d.name)
+            if p is None or not hasattr(d, "load_params"):
+                continue
+            try:
+                d.load_params(p)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise OcadConfigError(f"{label}: calibration of detector {d.name!r} does not fit it: {exc}") \
+                    from exc
+            loaded.append(d.name)
+        return loaded
 
     def _load_default_calibration(self, dets: Sequence[Any]) -> None:
         path = self.config.calibration
@@ -201,6 +276,23 @@ class Monitor:
                     d.load_params(p)
                 except (KeyError, TypeError, ValueError) as exc:
                     log.warning("calibration for %r not loaded: %s", d.name, exc)
+
+    # -- labels -------------------------------------------------------------
+    def set_labels(self, labels: Any, *, replace: bool = False) -> Monitor:
+        """Set endpoints' labels (mapping, inventory path or DataFrame; see ``labels`` above).
+
+        Endpoints named in ``labels`` get exactly those labels; others keep theirs unless
+        ``replace=True``. Alerts already open keep the labels they opened with.
+        Raises :class:`OcadValidationError` (nothing changed) for a bad name or value.
+        """
+        new = EndpointLabels.coerce(labels)
+        self.labels.update(new.to_dict(), replace=replace)
+        return self
+
+    def open_alerts(self, by: str | Sequence[str] | None = None) -> Any:
+        """The open alerts; with ``by`` (a label or labels), grouped as :func:`group_alerts` does."""
+        alerts = self.policy.open_alerts()
+        return alerts if by is None else group_alerts(alerts, by)
 
     # -- observing ----------------------------------------------------------
     @property
@@ -249,8 +341,14 @@ class Monitor:
         if len(batch) == 0:
             return []
         events: list[AlertEvent] = []
+        obs = self.tick_observer
         for sub in _ticks(batch):
-            events += self._tick(sub)
+            if obs is None:
+                events += self._tick(sub)
+            else:
+                t0 = time.perf_counter()
+                events += self._tick(sub)
+                obs(time.perf_counter() - t0)
         return events
 
     def _tick(self, b: Batch) -> list[AlertEvent]:
@@ -425,7 +523,7 @@ class Monitor:
         npz = buf.getvalue()
         doc = {"snapshot_version": SNAPSHOT_VERSION, "metrics": list(self.metrics.names()),
                "window": self.window, "policy": self.policy.state(), "validation": self.stats.to_dict(),
-               "windows_sha256": hashlib.sha256(npz).hexdigest()}
+               "windows_sha256": hashlib.sha256(npz).hexdigest(), "labels": self.labels.to_dict()}
         tmp, tmpj = p / "windows.npz.tmp", p / "state.json.tmp"
         for target, data in ((tmp, npz), (tmpj, json.dumps(doc).encode())):
             with open(target, "wb") as f:
@@ -468,14 +566,50 @@ class Monitor:
                 store.load_state({k: z[k] for k in z.files})
             policy.load_state(doc["policy"])
             stats = ValidationStats.from_dict(doc["validation"])
+            # Snapshots older than endpoint labels have none: this Monitor's labels stay.
+            labels = EndpointLabels.from_dict(doc["labels"]) if "labels" in doc else self.labels
         except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
             raise OcadConfigError(f"snapshot {str(p)!r} is damaged: {type(exc).__name__}: {exc}") from exc
-        self.store, self.policy, self.stats = store, policy, stats
+        policy.endpoint_labels = labels.get
+        self.store, self.policy, self.stats, self.labels = store, policy, stats, labels
         return self
 
     @classmethod
     def from_snapshot(cls, path: str | os.PathLike[str], config: Any = None, **kw: Any) -> Monitor:
         return cls(config, **kw).restore(path)
+
+
+#: Artifact kinds ocad-core does not run itself: the module of the plugin that does, and its extra.
+ARTIFACT_KIND_PACKAGES: dict[str, tuple[str, str]] = {
+    "forecaster": ("ocad.detectors_ml", "ml"),
+    "multivariate": ("ocad.detectors_ml", "ml"),
+}
+
+
+def _missing_artifact_packages(arts: Sequence[Any], *, strict: bool) -> list[str]:
+    """Artifacts whose detector package is not installed: raise (strict) or messages (else)."""
+    import importlib.util
+
+    from ._errors import OcadDependencyError
+
+    out: list[str] = []
+    for a in arts:
+        need = ARTIFACT_KIND_PACKAGES.get(a.kind)
+        if need is None:
+            continue
+        module, extra = need
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            continue
+        err = OcadDependencyError(module, extra, f"artifact {a.name}@{a.version} (kind {a.kind!r}, {a.path})")
+        if strict:
+            raise err
+        log.warning("%s; its detector does not run", err)
+        out.append(f"{err}; its detector does not run")
+    return out
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

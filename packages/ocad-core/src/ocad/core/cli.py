@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._errors import OcadError
+from ._errors import OcadConfigError, OcadError, OcadValidationError, require
 
 __all__ = ["build_parser", "main"]
 
@@ -28,10 +28,14 @@ def _monitor(args: argparse.Namespace) -> Any:
     from ._monitor import Monitor
 
     if getattr(args, "model_dir", None):
-        return Monitor.from_model_dir(args.model_dir, args.config)
-    if getattr(args, "config", None):
-        return Monitor(args.config)
-    return Monitor.from_defaults(use_shipped_models=not getattr(args, "core_only", False))
+        mon = Monitor.from_model_dir(args.model_dir, args.config)
+    elif getattr(args, "config", None):
+        mon = Monitor(args.config)
+    else:
+        mon = Monitor.from_defaults(use_shipped_models=not getattr(args, "core_only", False))
+    if getattr(args, "labels", None):
+        mon.set_labels(args.labels)
+    return mon
 
 
 def run_fleet(mon: Any, fleet: Any, *, label: str = "scoring", progress: bool = True) -> list[Any]:
@@ -131,7 +135,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"ocad simulate: unknown fault type(s) {bad}; choose from {list(FAULT_TYPES)}", file=sys.stderr)
             return 2
     fleet = generate_fleet(args.endpoints, args.hours * 3600, args.interval, seed=args.seed, faults=faults)
-    fleet.write_csv(args.out, long=args.long)
+    if Path(args.out).suffix.lower() in (".parquet", ".pq"):
+        # The same labelled-file layout as the CSV (fault_type "" = normal), read by
+        # evaluate --data and train --data alike.
+        from ._errors import require
+
+        require("pyarrow", "io", "ocad simulate --out *.parquet")
+        fleet.to_frame(long=args.long).to_parquet(args.out, index=False)
+    else:
+        fleet.write_csv(args.out, long=args.long)
     if args.events:
         Path(args.events).write_text(json.dumps(fleet.events_table(), indent=1), encoding="utf-8")
     print(f"wrote {len(fleet.endpoints)} endpoints x {len(fleet.ts)} samples to {args.out} "
@@ -139,24 +151,68 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_label_columns(records: list[dict[str, Any]], spec: str | None) -> dict[str, dict[str, str]]:
+    """Take ``--label-columns`` out of the records; returns the endpoints' labels."""
+    from ._labels import labels_from_records
+
+    if not spec:
+        return {}
+    cols = [c.strip() for c in spec.split(",") if c.strip()]
+    missing = [c for c in cols if records and c not in records[0]]
+    if missing:
+        raise OcadValidationError("--label-columns", missing, "no such column(s) in the input")
+
+    def text(v: Any) -> Any:  # the CSV reader parses cells as numbers: rack "3" came back as 3.0
+        return str(int(v)) if isinstance(v, float) and v.is_integer() else v
+
+    rows = [{"endpoint_id": r.get("endpoint_id"), **{c: text(r.pop(c, None)) for c in cols}} for r in records]
+    return labels_from_records(rows, cols)
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
-    from .tooling._io import read_records, write_events
+    from .tooling._io import read_records
 
-    from ._progress import Progress
-
+    # Optional extras are checked before the file is read, not after.
+    if args.metrics_port is not None:
+        require("prometheus_client", "prometheus", "ocad detect --metrics-port")
+    if args.alertmanager_url:
+        require("httpx", "alertmanager", "ocad detect --alertmanager-url")
     records = read_records(args.file)
+    column_labels = _split_label_columns(records, args.label_columns)
     mon = _monitor(args)
-    # Chunks in time order keep each endpoint's samples in order, so chunked == one call.
-    records.sort(key=lambda r: (r["ts"] if isinstance(r.get("ts"), (int, float)) else float("-inf")))
-    events = []
-    chunk = 20_000
-    with Progress(len(records), "detecting") as bar:
-        for i in range(0, len(records), chunk):
-            part = records[i:i + chunk]
-            events += mon.observe(part)
-            bar.update(len(part))
-    out = args.out or (Path(args.file).with_suffix("").as_posix() + f".alerts.{args.format}")
-    write_events(events, out)
+    if column_labels:
+        mon.set_labels(column_labels)
+    metrics_server = sink = None
+    try:
+        if args.metrics_port is not None:
+            from .integrations.prometheus import serve
+
+            try:
+                metrics_server = serve(mon, args.metrics_port, args.metrics_addr)
+            except OSError as exc:
+                raise OcadConfigError(f"--metrics-port {args.metrics_port} on {args.metrics_addr}: {exc}") from None
+            print(f"metrics on {metrics_server.url}", file=sys.stderr)
+        if args.alertmanager_url:
+            from .integrations.alertmanager import AlertmanagerSink
+
+            sink = AlertmanagerSink(args.alertmanager_url, generator_url=args.generator_url).start()
+        events, out = _detect(args, mon, records, sink)
+        if sink is not None:
+            sink.close(timeout=30.0)
+            st = sink.stats
+            print(f"alertmanager {sink.url}: {st['sent']} alerts posted, {st['failed']} failed, "
+                  f"{st['rejected']} rejected, {st['dropped']} dropped, {sink.pending} not sent")
+            sink = None
+        if metrics_server is not None and args.metrics_linger > 0:
+            import time
+
+            print(f"serving metrics for {args.metrics_linger:g} s more", file=sys.stderr)
+            time.sleep(args.metrics_linger)
+    finally:
+        if sink is not None:
+            sink.close(timeout=5.0)
+        if metrics_server is not None:
+            metrics_server.close()
     h = mon.health()["validation"]
     opened = sum(ev.event == "open" for ev in events)
     print(f"{len(records)} records, {h['values_rejected']} values rejected, {h['values_missing']} missing; "
@@ -164,6 +220,36 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if h["values_rejected"] or h["dropped_records"] or h["unknown_metrics"]:
         print("validation: " + json.dumps({k: h[k] for k in ("rejected", "dropped_records", "unknown_metrics")}))
     return 0
+
+
+def _detect(args: argparse.Namespace, mon: Any, records: list[dict[str, Any]], sink: Any) -> tuple[list[Any], str]:
+    """Feed the records in time-ordered chunks (posting to ``sink``), write the events file."""
+    from ._progress import Progress
+    from .tooling._io import write_events
+
+    # Chunks in time order keep each endpoint's samples in order, so chunked == one call.
+    records.sort(key=lambda r: (r["ts"] if isinstance(r.get("ts"), (int, float)) else float("-inf")))
+    events = []
+    chunk = 20_000
+    with Progress(len(records), "detecting") as bar:
+        for i in range(0, len(records), chunk):
+            part = records[i:i + chunk]
+            new = mon.observe(part)
+            if sink is not None:
+                sink.send(new)
+            events += new
+            bar.update(len(part))
+    suffix = "alertmanager.json" if args.format == "alertmanager" else args.format
+    out = args.out or (Path(args.file).with_suffix("").as_posix() + f".alerts.{suffix}")
+    if args.format == "alertmanager":
+        from .integrations.alertmanager import alertmanager_payloads
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(alertmanager_payloads(events, generator_url=args.generator_url),
+                                        indent=1), encoding="utf-8")
+    else:
+        write_events(events, out)
+    return events, out
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -349,9 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="Monitor config (TOML)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("simulate", help="write a generated fleet to CSV")
+    p = sub.add_parser("simulate", help="write a generated, labelled fleet to CSV or Parquet")
     _add_fleet_args(p, endpoints=20, hours=2.0, seed=0)
-    p.add_argument("--out", required=True, help="CSV file")
+    p.add_argument("--out", required=True,
+                   help="labelled file: .csv, or .parquet / .pq (extra 'io'); fault_type '' = normal")
     p.add_argument("--long", action="store_true", help="long format (endpoint_id, ts, metric, value)")
     p.add_argument("--faults", default="all", help="'all', 'none' or a comma list of fault types")
     p.add_argument("--events", help="write the labelled fault events as JSON here")
@@ -362,8 +449,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="Monitor config (TOML)")
     p.add_argument("--model-dir", help="trained artifacts / model store to use")
     p.add_argument("--core-only", action="store_true", help="no ML detectors")
-    p.add_argument("--format", choices=("csv", "json", "jsonl"), default="csv")
+    p.add_argument("--format", choices=("csv", "json", "jsonl", "alertmanager"), default="csv",
+                   help="alert events file format; 'alertmanager': a JSON list of Alertmanager API v2 alerts "
+                        "(POST it to /api/v2/alerts)")
     p.add_argument("--out", help="output file (default: FILE.alerts.<format>)")
+    p.add_argument("--labels", help="endpoint inventory (CSV/Parquet: endpoint_id + one column per label); "
+                                    "labels travel with the alerts")
+    p.add_argument("--label-columns", help="comma list of input columns that are endpoint labels, not metrics")
+    p.add_argument("--generator-url", help="alertmanager generatorURL; {endpoint_id} and {alert_id} are replaced")
+    p.add_argument("--alertmanager-url", help="also post the alerts to this Alertmanager (extra: alertmanager)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port while detecting "
+                                                    "(extra: prometheus)")
+    p.add_argument("--metrics-addr", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)")
+    p.add_argument("--metrics-linger", type=float, default=0.0,
+                   help="keep serving metrics this many seconds after the file is done (default 0)")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("calibrate", help="fit the core detectors' calibration on normal data")

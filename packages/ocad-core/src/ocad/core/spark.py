@@ -103,7 +103,7 @@ BUCKET_COLUMN = "ocad_bucket"
 STATE_SCHEMA = "state string, endpoints long"
 _SCORE_PREFIX = "score_"
 _EVENT_FIELDS = ("event", "alert_id", "severity", "score", "peak_score", "opened_ts", "updated_ts",
-                 "resolved_ts", "kinds", "evidence")
+                 "resolved_ts", "kinds", "evidence", "labels")
 _CACHE_LIMIT = 4
 
 # Executor-side cache: one Monitor per spec key per Python worker process.
@@ -133,23 +133,31 @@ class MonitorSpec:
     autoload_plugins: bool
     strict: bool
     key: str
+    #: Endpoint labels as sorted JSON (hashable, picklable); "{}" for none.
+    labels_json: str = "{}"
 
     @classmethod
     def create(cls, config: Any = None, *, model_dir: str | os.PathLike[str] | None = None,
-               autoload_plugins: bool = True, strict: bool = False) -> MonitorSpec:
-        """``config``: anything :class:`~ocad.core.Monitor` takes; a TOML path is read here, on the driver."""
+               autoload_plugins: bool = True, strict: bool = False, labels: Any = None) -> MonitorSpec:
+        """``config``: anything :class:`~ocad.core.Monitor` takes; a TOML path is read here, on the driver.
+
+        ``labels``: endpoint labels as for ``Monitor(labels=...)``; an inventory file is read here too.
+        """
         from ._config import MonitorConfig
+        from ._labels import EndpointLabels
 
         cfg = MonitorConfig.coerce(config)  # validates now; a TOML file need not exist on executors
+        labels_json = json.dumps(EndpointLabels.coerce(labels).to_dict(), sort_keys=True)
         mdir = digest = None
         if model_dir is not None:
             p = Path(model_dir).resolve()
             if not p.is_dir():
                 raise OcadConfigError(f"model_dir = {str(model_dir)!r}: not a directory")
             mdir, digest = str(p), _dir_digest(p)
-        key = hashlib.sha256(repr((cfg, digest, bool(autoload_plugins), bool(strict))).encode()).hexdigest()
+        key = hashlib.sha256(repr((cfg, digest, bool(autoload_plugins), bool(strict), labels_json))
+                             .encode()).hexdigest()
         return cls(config=cfg, model_dir=mdir, model_digest=digest, autoload_plugins=bool(autoload_plugins),
-                   strict=bool(strict), key=key)
+                   strict=bool(strict), key=key, labels_json=labels_json)
 
     def build(self, model_path: str | None = None) -> Any:
         """A new Monitor; ``model_path``: where the model directory is on this machine."""
@@ -157,10 +165,11 @@ class MonitorSpec:
         from .plugins._registry import PluginRegistry, default_registry
 
         registry = default_registry() if self.autoload_plugins else PluginRegistry(autoload=False)
+        labels = json.loads(self.labels_json)
         if self.model_dir is None:
-            return Monitor(self.config, registry=registry, strict=self.strict)
+            return Monitor(self.config, registry=registry, strict=self.strict, labels=labels)
         return Monitor.from_model_dir(model_path or self.model_dir, self.config, registry=registry,
-                                      strict=self.strict)
+                                      strict=self.strict, labels=labels)
 
 
 def _dir_digest(path: Path) -> str:
@@ -362,7 +371,8 @@ def _output_schema(names: tuple[str, ...]) -> Any:
     fields += [T.StructField("event", s), T.StructField("alert_id", s), T.StructField("severity", s),
                T.StructField("score", d), T.StructField("peak_score", d), T.StructField("opened_ts", d),
                T.StructField("updated_ts", d), T.StructField("resolved_ts", d),
-               T.StructField("kinds", T.ArrayType(s)), T.StructField("evidence", s)]
+               T.StructField("kinds", T.ArrayType(s)), T.StructField("evidence", s),
+               T.StructField("labels", s)]
     return T.StructType(fields)
 
 
@@ -400,8 +410,10 @@ def _output_frame(names: tuple[str, ...], scores: Mapping[str, np.ndarray] | Non
             vals = np.empty(n_e, dtype=object)
             for i, d in enumerate(dicts):  # element-wise: a list of lists would broadcast to 2-D
                 vals[i] = list(d["kinds"])
-        elif f == "evidence":
-            vals = np.array([json.dumps(d["evidence"]) for d in dicts], dtype=object)
+        elif f in ("evidence", "labels"):  # JSON text, like the event files
+            vals = np.empty(n_e, dtype=object)
+            for i, d in enumerate(dicts):
+                vals[i] = json.dumps(d[f], sort_keys=f == "labels")
         else:
             vals = np.array([d[f] for d in dicts], dtype=object) if n_e else none
         out[f] = np.concatenate([pad, vals]) if n_s else vals
@@ -492,7 +504,8 @@ def _driver_monitor(spec: MonitorSpec) -> Any:
 
 def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | None = None,
           buckets: int | str | None = None, scores: bool = True, events: bool = True,
-          autoload_plugins: bool = True, strict: bool = False, persist: bool = True) -> SparkScores:
+          autoload_plugins: bool = True, strict: bool = False, persist: bool = True,
+          labels: Any = None) -> SparkScores:
     """Score a Spark DataFrame of samples; returns scores and alert events as DataFrames.
 
     Parameters
@@ -504,6 +517,9 @@ def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | No
     config, model_dir, autoload_plugins, strict:
         The Monitor, as ``Monitor(config)`` or ``Monitor.from_model_dir(model_dir, config)``;
         ``autoload_plugins=False`` uses built-in detectors only.
+    labels:
+        Endpoint labels, as for ``Monitor(labels=...)`` (a mapping, or an inventory file read on
+        the driver); every event's ``labels`` column holds its alert's labels as JSON.
     buckets:
         Number of endpoint groups (``pmod(xxhash64(endpoint_id), n)``), each one task; ``"endpoint"``:
         one group per endpoint; ``None``: the executor cores (``defaultParallelism``), or more so that
@@ -521,7 +537,8 @@ def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | No
     """
     _pyspark("ocad.core.spark.score")
     spark = df.sparkSession
-    spec = MonitorSpec.create(config, model_dir=model_dir, autoload_plugins=autoload_plugins, strict=strict)
+    spec = MonitorSpec.create(config, model_dir=model_dir, autoload_plugins=autoload_plugins, strict=strict,
+                              labels=labels)
     mon = _driver_monitor(spec)
     names = tuple(mon.composite.names)
     _ship_models(spark, spec)
@@ -541,11 +558,12 @@ def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | No
 
 def stream(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | None = None,
            buckets: int | str | None = None, scores: bool = False, autoload_plugins: bool = True,
-           strict: bool = False) -> Any:
+           strict: bool = False, labels: Any = None) -> Any:
     """Stateful streaming scoring of a streaming DataFrame; returns a streaming DataFrame.
 
     ``df`` is a streaming DataFrame of samples shaped as for :func:`score`; ``buckets``: as for
     :func:`score`, ``None`` meaning :data:`STREAM_BUCKETS`; keep it for the life of a checkpoint.
+    ``labels``: endpoint labels, as for :func:`score`.
     Each group's window
     and alert state is kept across micro-batches with ``applyInPandasWithState`` (one JSON state
     row per group, no timeout). Returns the alert events (the columns of ``score(...).events``),
@@ -563,7 +581,8 @@ def stream(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | N
     from pyspark.sql.streaming.state import GroupStateTimeout
 
     spark = df.sparkSession
-    spec = MonitorSpec.create(config, model_dir=model_dir, autoload_plugins=autoload_plugins, strict=strict)
+    spec = MonitorSpec.create(config, model_dir=model_dir, autoload_plugins=autoload_plugins, strict=strict,
+                              labels=labels)
     mon = _driver_monitor(spec)
     names = tuple(mon.composite.names)
     _ship_models(spark, spec)

@@ -76,6 +76,9 @@ _EXPORTS: dict[str, str] = {
     "split_boundaries": "_datasets",
     "table_from_frame": "_data",
     "train_all": "_pipeline",
+    "FitDecision": "_pipeline",
+    "TrainResult": "_pipeline",
+    "window_scale": "_export",
     "train_forecaster": "_forecaster",
     "train_forecasters": "_forecaster",
     "feasible_windows": "_tune",
@@ -116,10 +119,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         finalize_onnx,
         onnx_initializer_digest,
         ort_session,
+        window_scale,
     )
     from ._forecaster import ForecasterRun, parity_inputs, train_forecaster, train_forecasters
     from ._manifest import data_fingerprint, library_versions, publish_artifact
-    from ._pipeline import load_training_data, simulate_table, train_all
+    from ._pipeline import FitDecision, TrainResult, load_training_data, simulate_table, train_all
     from ._residual import RESIDUAL_SCORE_DOC, fit_residual_calibration, fit_residual_scaler, residual_raw_scores
     from ._tcn import (
         FitResult,

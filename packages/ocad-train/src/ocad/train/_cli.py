@@ -61,11 +61,16 @@ log = logging.getLogger("ocad.train")
 def add_commands(subparsers: Any) -> None:
     """Add ``train``, ``export`` and ``models`` to an ``argparse`` sub-parser collection."""
     p = subparsers.add_parser(
-        "train", help="train TCN forecasters (and the multivariate model) into a model store",
-        description="Train one TCN forecaster per metric on a file or a simulated fleet, export each to "
-                    "ONNX, check parity, calibrate residual scores and publish a new version per metric.")
+        "train", help="fit what the data supports into a model store: core calibration, forecasters, forest",
+        description="Fit into a model store what the data supports, and say what was skipped and why: "
+                    "always the core detectors' calibration on the normal samples (artifact core-calibration); "
+                    "one TCN forecaster per --metrics metric where the series holds enough windows (exported "
+                    "to ONNX, parity-checked, residual scores calibrated); the multivariate Isolation Forest "
+                    "where the data has >= 2 metrics and enough rows. Rows labelled as a fault (fault_type / "
+                    "label column) are never learnt from.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", metavar="FILE", help="CSV / Parquet, wide or long (endpoint_id, ts, ...)")
+    src.add_argument("--data", metavar="FILE", help="CSV / Parquet, wide or long (endpoint_id, ts, ...), "
+                                                    "optionally labelled (fault_type: '' / none = normal)")
     src.add_argument("--simulate", action="store_true", help="train on a synthetic fleet")
     p.add_argument("--endpoints", type=int, help="simulated endpoints (default 60)")
     p.add_argument("--hours", type=float, help="simulated hours (default 6)")
@@ -114,7 +119,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--checkpoint", required=True, help="best.pt written by a training run")
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--dataset", help="held-out windows (Parquet; default: test.parquet next to the checkpoint)")
-    p.add_argument("--tol", type=float, default=1e-4, help="parity tolerance (default 1e-4)")
+    p.add_argument("--tol", type=float, default=1e-4,
+                   help="parity tolerance per unit of the window's scale: |diff| <= tol * max(1, mean |x|) "
+                        "(default 1e-4)")
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser("models", help="list, show, promote and roll back models in a store")
@@ -229,12 +236,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if tracker is not None:
             tracker.close()
     summary = _summarise_run(store, arts, before)
+    for d in getattr(arts, "decisions", ()):
+        print(f"{'fitted' if d.fitted else 'SKIPPED':<8}{d.model}: {d.reason}")
     if not args.promote:
         for r in summary:
             if r["status"] == "candidate":
                 print(f"{r['name']}@{r['version']} is a candidate; promote it through the quality gate with: "
                       f"ocad models promote {r['name']} {r['version']} --store {args.out}")
-        print(f"store: {args.out}")
+        print(f"store: {args.out} (decisions in train_report.json)")
         return 0
     return _gate_and_promote(store, summary, args)
 
@@ -333,7 +342,7 @@ def _num(v: Any) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ._datasets import read_sequence_dataset
-    from ._export import check_parity, export_tcn_onnx
+    from ._export import check_parity, export_tcn_onnx, window_scale
     from ._forecaster import INPUT_NAME, OUTPUT_NAME, parity_inputs
     from ._tcn import load_checkpoint_model, predict
 
@@ -348,8 +357,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export_tcn_onnx(model, cfg.window, args.out, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
                           metadata={"ocad.metric": metric})
     try:
-        parity = check_parity(lambda b: predict(model, b), out, parity_inputs(ds.x, 10_000, cfg.seed),
-                              tol=args.tol, input_name=INPUT_NAME)
+        px = parity_inputs(ds.x, 10_000, cfg.seed)
+        parity = check_parity(lambda b: predict(model, b), out, px, tol=args.tol, input_name=INPUT_NAME,
+                              scale=window_scale(px))
     except OcadError:
         out.unlink(missing_ok=True)
         raise
@@ -529,6 +539,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(f"ocad retrain: usage/data error: {exc}", file=sys.stderr)
         return 2
     summary = _summarise_run(store, arts, before)
+    for d in getattr(arts, "decisions", ()):
+        print(f"{'fitted' if d.fitted else 'SKIPPED':<8}{d.model}: {d.reason}")
     rc = _gate_and_promote(store, summary, args)
     print(f"retrain: exit {rc} ({RETRAIN_EXIT_CODES[rc]})")
     if args.json:

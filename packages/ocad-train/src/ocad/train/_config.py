@@ -7,6 +7,7 @@ is the configuration of the shipped default models)::
     metrics = ["udp_echo_rtt_ms", "ecpri_delay_us", "lbm_rtt_ms"]
     seed = 7                    # training seed (initialisation, shuffling, subsampling)
     version = "1.0.0"           # optional: artifact version (default: next in the store)
+    core_calibration = true     # calibrate the core detectors on the data (artifact core-calibration)
 
     [data]                      # either a file ...
     file = "fleet.csv"          # CSV / Parquet, wide or long (see ocad.train.load_table)
@@ -23,7 +24,7 @@ is the configuration of the shipped default models)::
     ...
 
     [multivariate]              # Isolation Forest (ocad.train._iforest); free-form options
-    enabled = true
+    enabled = "auto"            # "auto"/true: when the data has >= 2 metrics and enough rows; false: never
 
     [tune]                      # Optuna (extra "tune"); trials = 0 disables
     trials = 0
@@ -151,6 +152,7 @@ class TrainConfig:
     metrics: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     seed: int = 0
     version: str | None = None
+    core_calibration: bool = True
     data: DataConfig = attrs.field(factory=DataConfig)
     forecaster: ForecasterConfig = attrs.field(factory=ForecasterConfig)
     multivariate: Mapping[str, Any] = attrs.field(factory=dict)
@@ -165,9 +167,13 @@ class TrainConfig:
         if unknown:
             raise OcadConfigError(f"unknown table(s) {unknown} in training config; allowed: {sorted(known)}")
         train = dict(d.get("train", {}))
-        bad = sorted(set(train) - {"metrics", "seed", "version"})
+        allowed = ["core_calibration", "metrics", "seed", "version"]
+        bad = sorted(set(train) - set(allowed))
         if bad:
-            raise OcadConfigError(f"[train]: unknown key(s) {bad}; allowed: ['metrics', 'seed', 'version']")
+            raise OcadConfigError(f"[train]: unknown key(s) {bad}; allowed: {allowed}")
+        if not isinstance(train.get("core_calibration", True), bool):
+            raise OcadConfigError(f"[train] core_calibration must be true or false, "
+                                  f"not {train['core_calibration']!r}")
         metrics = train.get("metrics", [])
         if isinstance(metrics, str):
             metrics = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -186,6 +192,7 @@ class TrainConfig:
         for name, spec in specs.items():
             MetricSpec.from_mapping(name, spec)  # validate early, with the key in the message
         return cls(metrics=metrics, seed=int(train.get("seed", 0)), version=train.get("version"),
+                   core_calibration=bool(train.get("core_calibration", True)),
                    data=_build("data", DataConfig, d.get("data")),
                    forecaster=_build("forecaster", ForecasterConfig, d.get("forecaster")),
                    multivariate=dict(d.get("multivariate", {})), tune=tune, mlflow=ml,
@@ -206,6 +213,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data (the inverse of :meth:`from_mapping`)."""
         return {"train": {"metrics": list(self.metrics), "seed": self.seed,
+                          "core_calibration": self.core_calibration,
                           **({"version": self.version} if self.version else {})},
                 "data": attrs.asdict(self.data), "forecaster": self.forecaster.to_dict(),
                 "multivariate": dict(self.multivariate), "tune": dict(self.tune), "mlflow": dict(self.mlflow),

@@ -8,9 +8,19 @@ A file is read with pandas in one of two layouts, detected from its columns:
 * **long**: ``endpoint_id, ts, metric, value`` — one row per endpoint, time and metric.
 
 ``ts`` is epoch seconds (int / float) or an ISO-8601 datetime (naive times are UTC).
-An optional ``label`` column (0 = normal, anything else = anomalous) marks the
-samples that training must not learn from; without it every sample counts as
-normal. Empty cells are missing values (NaN), never zero.
+Empty cells are missing values (NaN), never zero.
+
+Labels: the labelled-file format that ``ocad simulate`` writes and ``ocad evaluate
+--data`` reads (``ocad.core.tooling._io``: one definition) — a ``fault_type`` column, ``""`` /
+``"none"`` / ``"normal"`` / empty for normal samples, else the fault's type, and an
+optional ``failure_ts`` column (read by evaluation, ignored here). A numeric ``label``
+column (0 = normal, anything else = anomalous) is understood too. Samples labelled
+as a fault are never learnt from; without labels every sample counts as normal.
+
+Order and duplicates, handled as the Monitor handles a live feed: rows may come in
+any order (each endpoint is sorted by time); a repeated ``(endpoint_id, ts)`` — or
+``(endpoint_id, ts, metric)`` in the long layout — keeps the first row of the file and
+drops the others, counted in :attr:`SeriesTable.dropped` (``duplicate_ts``).
 
 Bad input raises :class:`ocad.core.OcadValidationError` naming the column, the
 offending value and its row, so the user can fix the file.
@@ -36,6 +46,7 @@ __all__ = ["LABEL_COLUMN", "SeriesTable", "as_table", "from_fleet", "load_table"
 LABEL_COLUMN = "label"
 _LONG_COLUMNS = frozenset({"metric", "value"})
 _KEY_COLUMNS = ("endpoint_id", "ts")
+_LABEL = "__ocad_label__"  # the folded label column inside table_from_frame
 
 
 def _arrays(v: Iterable[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -61,6 +72,8 @@ class SeriesTable:
         (then every sample is treated as normal).
     source:
         Where the data came from (a path or ``"simulate:..."``), for manifests.
+    dropped:
+        Rows the reader dropped, by reason (``{"duplicate_ts": 3}``), for logs and manifests.
 
     >>> t = SeriesTable.from_arrays(["a"], ["m"], [np.arange(3.0)], [np.ones((3, 1))])
     >>> t.n_samples, t.metric_index("m")
@@ -73,6 +86,7 @@ class SeriesTable:
     values: tuple[np.ndarray, ...] = attrs.field(converter=_arrays)
     labels: tuple[np.ndarray, ...] | None = attrs.field(default=None)
     source: str = ""
+    dropped: Mapping[str, int] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         n = len(self.endpoint_ids)
@@ -197,6 +211,8 @@ def load_table(path: str | os.PathLike[str], *, metrics: Sequence[str] | None = 
 def table_from_frame(df: pd.DataFrame, *, metrics: Sequence[str] | None = None,
                      label_column: str | None = LABEL_COLUMN, source: str = "frame") -> SeriesTable:
     """Like :func:`load_table` for an in-memory pandas DataFrame."""
+    from ocad.core.tooling._io import FAILURE_TS_COLUMN, FAULT_TYPE_COLUMN, fault_type_name
+
     df = df.copy()
     df.columns = [str(c).strip() for c in df.columns]
     for col in _KEY_COLUMNS:
@@ -210,12 +226,35 @@ def table_from_frame(df: pd.DataFrame, *, metrics: Sequence[str] | None = None,
         raise OcadValidationError("endpoint_id", None, "empty endpoint id", index=i)
     df["endpoint_id"] = df["endpoint_id"].astype(str)
     df["ts"] = _parse_ts(df["ts"])
-    has_label = label_column is not None and label_column in df.columns
+    label_cols: set[str] = set()
+    if label_column is not None:
+        # Labels from the labelled-file format (fault_type) and / or a numeric label column,
+        # folded into one int8 column: 0 = normal, 1 = not to be learnt from.
+        lab = np.zeros(len(df), np.int8)
+        if label_column in df.columns:
+            num = _numeric(df[label_column], label_column)
+            lab |= np.where(num.isna(), 0, num != 0).astype(np.int8)
+            label_cols.add(label_column)
+        if FAULT_TYPE_COLUMN in df.columns:
+            ft = df[FAULT_TYPE_COLUMN].map(fault_type_name)
+            lab |= (ft != "").to_numpy(np.int8)
+            label_cols.add(FAULT_TYPE_COLUMN)
+        if FAILURE_TS_COLUMN in df.columns:
+            label_cols.add(FAILURE_TS_COLUMN)
+        if label_cols - {FAILURE_TS_COLUMN}:
+            df = df.drop(columns=sorted(label_cols))
+            df[_LABEL] = lab
+            label_cols = {_LABEL}
+        else:
+            df = df.drop(columns=sorted(label_cols))
+            label_cols = set()
+    has_label = bool(label_cols)
     long = _LONG_COLUMNS <= set(df.columns) and not (
-        set(df.columns) - _LONG_COLUMNS - set(_KEY_COLUMNS) - ({label_column} if has_label else set()))
+        set(df.columns) - _LONG_COLUMNS - set(_KEY_COLUMNS) - label_cols)
+    dropped: dict[str, int] = {}
     if long:
-        df = _long_to_wide(df, label_column if has_label else None)
-    data_cols = [c for c in df.columns if c not in _KEY_COLUMNS and c != (label_column if has_label else None)]
+        df = _long_to_wide(df, _LABEL if has_label else None, dropped)
+    data_cols = [c for c in df.columns if c not in _KEY_COLUMNS and c not in label_cols]
     if metrics is not None:
         missing = [m for m in metrics if m not in data_cols]
         if missing:
@@ -225,15 +264,12 @@ def table_from_frame(df: pd.DataFrame, *, metrics: Sequence[str] | None = None,
         raise OcadValidationError("metric", None, f"no metric columns in {source}")
     for c in data_cols:
         df[c] = _numeric(df[c], c)
-    if has_label:
-        lab = _numeric(df[label_column], label_column)
-        df[label_column] = np.where(lab.isna(), 0, lab != 0).astype(np.int8)
-    dup = df.duplicated(["endpoint_id", "ts"])
+    dup = df.duplicated(["endpoint_id", "ts"], keep="first")
     if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise OcadValidationError(
-            "ts", float(df["ts"].iloc[i]),
-            f"duplicate row for endpoint {df['endpoint_id'].iloc[i]!r} at this time", index=i)
+        # The Monitor keeps the first sample of an (endpoint, ts) and counts the others
+        # (duplicate_ts): training sees the data the way the runtime will.
+        dropped["duplicate_ts"] = dropped.get("duplicate_ts", 0) + int(dup.sum())
+        df = df[~dup.to_numpy()]
     df = df.sort_values(["endpoint_id", "ts"], kind="stable")
     ids, ts, values, labels = [], [], [], []
     for eid, g in df.groupby("endpoint_id", sort=True):
@@ -241,9 +277,9 @@ def table_from_frame(df: pd.DataFrame, *, metrics: Sequence[str] | None = None,
         ts.append(g["ts"].to_numpy(np.float64))
         values.append(g[data_cols].to_numpy(np.float32))
         if has_label:
-            labels.append(g[label_column].to_numpy(np.int8))
+            labels.append(g[_LABEL].to_numpy(np.int8))
     return SeriesTable(endpoint_ids=ids, metrics=data_cols, ts=ts, values=values,
-                       labels=tuple(labels) if has_label else None, source=source)
+                       labels=tuple(labels) if has_label else None, source=source, dropped=dropped)
 
 
 def _parse_ts(col: pd.Series) -> pd.Series:
@@ -298,24 +334,22 @@ def _numeric(col: pd.Series, name: str) -> pd.Series:
     return out
 
 
-def _long_to_wide(df: pd.DataFrame, label_column: str | None) -> pd.DataFrame:
+def _long_to_wide(df: pd.DataFrame, label_column: str | None, dropped: dict[str, int]) -> pd.DataFrame:
     bad = df["metric"].isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise OcadValidationError("metric", None, "empty metric name in long-format data", index=i)
     df["metric"] = df["metric"].astype(str)
     df["value"] = _numeric(df["value"], "value")
-    dup = df.duplicated(["endpoint_id", "ts", "metric"])
+    dup = df.duplicated(["endpoint_id", "ts", "metric"], keep="first")
     if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise OcadValidationError(
-            "metric", df["metric"].iloc[i],
-            f"duplicate value for endpoint {df['endpoint_id'].iloc[i]!r} at ts={df['ts'].iloc[i]}", index=i)
+        dropped["duplicate_ts"] = dropped.get("duplicate_ts", 0) + int(dup.sum())
+        df = df[~dup.to_numpy()]
     order = list(dict.fromkeys(df["metric"]))
     wide = df.pivot(index=["endpoint_id", "ts"], columns="metric", values="value")[order]
     wide.columns = [str(c) for c in wide.columns]
     if label_column is not None:
-        lab = _numeric(df[label_column], label_column).fillna(0).ne(0).astype(np.int8)
+        lab = df[label_column].astype(np.int8)
         wide[label_column] = lab.groupby([df["endpoint_id"], df["ts"]]).max()
     out = wide.reset_index()
     out.columns.name = None

@@ -4,7 +4,17 @@ Every exported model is checked against the framework model it came from on
 held-out inputs before it may be written as an artifact: :func:`check_parity`
 runs the ONNX file in onnxruntime (CPUExecutionProvider, default graph
 optimisations, i.e. what the runtime detectors run) and raises
-:class:`ParityError` if any output differs by more than ``tol``.
+:class:`ParityError` if any output differs by more than its tolerance.
+
+Tolerance rule: ``|onnx - reference| <= tol * max(1, scale_i)`` for every input ``i``,
+with ``scale_i`` the typical magnitude of that input's values when the output is in
+the inputs' units (the forecaster: ``mean |x_i|`` of the window, see
+:func:`window_scale`), else 1 (an absolute ``tol``; the Isolation Forest's score).
+float32 keeps about 7 significant digits, so an absolute tolerance in metric units
+fails a correct export of a series around 10^4 (a difference of 0.01 is 1e-6 of the
+value) while one around 10^-3 would pass nearly anything; relative to the window's
+scale the same ``tol`` (default 1e-4) means the same thing at every scale, and at
+scale <= 1 it stays the absolute tolerance it always was.
 
 Files are written with opset :data:`ONNX_OPSET` and IR version
 :data:`ONNX_IR_VERSION`, both set explicitly rather than taken from whatever the
@@ -33,6 +43,7 @@ __all__ = [
     "ONNX_OPSET",
     "ParityError",
     "check_parity",
+    "window_scale",
     "export_tcn_onnx",
     "finalize_onnx",
     "onnx_initializer_digest",
@@ -46,15 +57,27 @@ ONNX_IR_VERSION = 8
 class ParityError(OcadError):
     """The ONNX model's outputs differ from the framework model's by more than the tolerance."""
 
-    def __init__(self, onnx_path: str, max_abs_diff: float, tol: float, n: int, worst_index: int) -> None:
+    def __init__(self, onnx_path: str, max_abs_diff: float, tol: float, n: int, worst_index: int,
+                 allowed: float | None = None) -> None:
         self.max_abs_diff = max_abs_diff
         self.tol = tol
+        self.allowed = tol if allowed is None else allowed
         self.n = n
         self.worst_index = worst_index
+        rule = f"tol {tol:g}" if allowed is None or allowed == tol else \
+            f"its allowed {self.allowed:.3g} (= tol {tol:g} x max(1, input scale))"
         super().__init__(
-            f"ONNX parity check FAILED for {onnx_path}: max |onnx - reference| = {max_abs_diff:.3g} > "
-            f"tol {tol:g} over {n} inputs (worst input #{worst_index}); the exported model must not be "
+            f"ONNX parity check FAILED for {onnx_path}: |onnx - reference| = {max_abs_diff:.3g} > "
+            f"{rule} over {n} inputs (worst input #{worst_index}); the exported model must not be "
             "used. Check unsupported ops / opset, or dtype (inputs must be float32).")
+
+
+def window_scale(x: np.ndarray) -> np.ndarray:
+    """``(N,)`` typical magnitude of each input row: ``mean |x_i|`` over its finite values (0 if none)."""
+    a = np.abs(np.asarray(x, np.float64).reshape(len(x), -1))
+    ok = np.isfinite(a)
+    n = ok.sum(axis=1)
+    return np.where(n > 0, np.where(ok, a, 0.0).sum(axis=1) / np.maximum(n, 1), 0.0)
 
 
 def ort_session(onnx_path: str | os.PathLike[str] | bytes, threads: int = 2) -> Any:
@@ -71,7 +94,8 @@ def ort_session(onnx_path: str | os.PathLike[str] | bytes, threads: int = 2) -> 
 
 def check_parity(reference_fn: Callable[[np.ndarray], Any], onnx_path: str | os.PathLike[str],
                  inputs: np.ndarray, tol: float = 1e-4, input_name: str | None = None, *,
-                 output_index: int = 0, batch_size: int = 4096, threads: int = 2) -> dict[str, Any]:
+                 output_index: int = 0, batch_size: int = 4096, threads: int = 2,
+                 scale: np.ndarray | float | None = None) -> dict[str, Any]:
     """Compare an ONNX model with its reference implementation on ``inputs``.
 
     Parameters
@@ -85,7 +109,11 @@ def check_parity(reference_fn: Callable[[np.ndarray], Any], onnx_path: str | os.
     inputs:
         Held-out inputs ``(N, ...)``, cast to float32, fed in batches of ``batch_size``.
     tol:
-        Largest allowed ``max |onnx - reference|``.
+        Largest allowed ``|onnx - reference|`` per unit of scale (see ``scale``).
+    scale:
+        Per-input (``(N,)``) or common magnitude of the values the outputs are
+        measured in (:func:`window_scale` for a forecaster); input ``i`` may differ
+        by ``tol * max(1, scale_i)``. ``None``: an absolute ``tol``.
     input_name:
         The graph input to feed; default: the model's only / first input.
     output_index:
@@ -94,7 +122,8 @@ def check_parity(reference_fn: Callable[[np.ndarray], Any], onnx_path: str | os.
     Returns
     -------
     dict
-        ``{"max_abs_diff": float, "n": int, "tol": float}`` — put it in the manifest's ``parity``.
+        ``{"max_abs_diff": float, "n": int, "tol": float}`` — put it in the manifest's ``parity``;
+        with ``scale`` also ``rule``, ``scale_median`` and ``max_diff_over_allowed`` (<= 1).
 
     Raises
     ------
@@ -108,10 +137,15 @@ def check_parity(reference_fn: Callable[[np.ndarray], Any], onnx_path: str | os.
     x = np.ascontiguousarray(np.asarray(inputs), dtype=np.float32)
     if x.shape[0] == 0:
         raise ParityError(str(onnx_path), float("nan"), tol, 0, -1)
+    if scale is None:
+        allowed = np.full(x.shape[0], float(tol))
+    else:
+        sc = np.broadcast_to(np.asarray(scale, np.float64), (x.shape[0],))
+        allowed = float(tol) * np.maximum(1.0, np.where(np.isfinite(sc), sc, 1.0))
     sess = ort_session(onnx_path, threads=threads)
     name = input_name or sess.get_inputs()[0].name
     out_name = sess.get_outputs()[output_index].name
-    worst, worst_i = 0.0, -1
+    worst, worst_i, worst_ratio = 0.0, -1, 0.0
     for i in range(0, x.shape[0], batch_size):
         b = x[i:i + batch_size]
         got = np.asarray(sess.run([out_name], {name: b})[0], dtype=np.float64).reshape(b.shape[0], -1)
@@ -122,12 +156,19 @@ def check_parity(reference_fn: Callable[[np.ndarray], Any], onnx_path: str | os.
         d = np.abs(got - ref)
         both_nan = np.isnan(got) & np.isnan(ref)
         d = np.where(both_nan, 0.0, np.where(np.isnan(d), np.inf, d)).max(axis=1)
-        j = int(np.argmax(d))
-        if d[j] > worst or worst_i < 0:
-            worst, worst_i = float(d[j]), i + j
-    if not worst <= tol:
-        raise ParityError(str(onnx_path), worst, tol, int(x.shape[0]), worst_i)
-    return {"max_abs_diff": worst, "n": int(x.shape[0]), "tol": float(tol)}
+        ratio = d / allowed[i:i + b.shape[0]]
+        j = int(np.argmax(ratio))
+        if ratio[j] > worst_ratio or worst_i < 0:
+            worst_ratio, worst_i = float(ratio[j]), i + j
+        worst = max(worst, float(d.max()))
+    if not worst_ratio <= 1.0:
+        raise ParityError(str(onnx_path), float(worst_ratio * allowed[worst_i]), tol, int(x.shape[0]), worst_i,
+                          allowed=float(allowed[worst_i]))
+    out = {"max_abs_diff": worst, "n": int(x.shape[0]), "tol": float(tol)}
+    if scale is not None:
+        out.update(rule="|onnx - reference| <= tol * max(1, scale) per input", max_diff_over_allowed=worst_ratio,
+                   scale_median=float(np.median(np.broadcast_to(np.asarray(scale, np.float64), (x.shape[0],)))))
+    return out
 
 
 def finalize_onnx(model_bytes: bytes, *, ir_version: int = ONNX_IR_VERSION, opset: int = ONNX_OPSET,

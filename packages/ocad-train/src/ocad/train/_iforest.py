@@ -89,6 +89,9 @@ DEFAULT_CONFIG: Mapping[str, Any] = {
     "max_missing_fraction": 0.5,
     "parity_n": 10_000,
     "parity_tol": 1e-4,
+    # Normal validation rows needed to fit the calibration table and the threshold. The
+    # training pipeline lowers it (to 200) for short data sets, see ocad.train._pipeline.
+    "min_validation_rows": 1000,
 }
 
 MISSING_POLICY = (
@@ -197,6 +200,9 @@ def _config(config: Mapping[str, Any]) -> dict[str, Any]:
     if not 0.0 <= float(cfg["max_missing_fraction"]) < 1.0:
         raise OcadConfigError(
             f"iforest config: max_missing_fraction={cfg['max_missing_fraction']!r} must be in [0, 1)")
+    if int(cfg["min_validation_rows"]) < 100:
+        raise OcadConfigError(f"iforest config: min_validation_rows={cfg['min_validation_rows']!r} must be >= 100 "
+                              "(the calibration table needs 100 normal scores)")
     if int(cfg["parity_n"]) < 10_000:
         raise OcadConfigError(f"iforest config: parity_n={cfg['parity_n']!r} must be >= 10000")
     return cfg
@@ -363,8 +369,9 @@ def train_iforest(features_train: np.ndarray, features_val: np.ndarray, feature_
     x_judged = x_va[keep_va]
     y_judged = None if y_va is None else y_va[keep_va]
     normal = np.ones(x_judged.shape[0], bool) if y_judged is None else (y_judged == 0)
-    if normal.sum() < 1000:
-        raise OcadConfigError(f"{int(normal.sum())} normal validation rows can be judged; need >= 1000 to "
+    min_val = int(cfg["min_validation_rows"])
+    if normal.sum() < min_val:
+        raise OcadConfigError(f"{int(normal.sum())} normal validation rows can be judged; need >= {min_val} to "
                               "calibrate and choose the threshold")
 
     scaler = RobustScaler().fit(x_fit)

@@ -57,7 +57,8 @@ def build_defaults(config: str | os.PathLike[str], dest: str | os.PathLike[str],
     from ._config import load_config
     from ._pipeline import train_all
 
-    cfg = load_config(config)
+    # The shipped core calibration is ocad-core's data/calibration.json (`ocad calibrate`), not a model.
+    cfg = load_config(config).evolve(core_calibration=False)
     if not multivariate:
         cfg = cfg.evolve(multivariate={**cfg.multivariate, "enabled": False})
     dest = Path(dest)

@@ -25,6 +25,7 @@ import attrs
 from .._errors import OcadArtifactError
 
 __all__ = [
+    "CORE_CALIBRATION_KIND",
     "MANIFEST",
     "REQUIRED_FIELDS",
     "SCHEMA_VERSION",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+#: Kind of the artifact holding a calibration document of the core detectors (``Monitor.calibrate``);
+#: the Monitor applies it itself (no plugin): see docs/artifacts.md.
+CORE_CALIBRATION_KIND = "core-calibration"
 SCHEMA_VERSION = 1
 REQUIRED_FIELDS = (
     "schema_version", "name", "kind", "version", "created", "format", "files", "inputs",

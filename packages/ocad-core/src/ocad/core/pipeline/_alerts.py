@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -93,7 +93,12 @@ class AlertPolicyConfig:
 
 @attrs.frozen
 class Alert:
-    """An alert with its evidence. ``resolved_ts`` is None while it is open."""
+    """An alert with its evidence. ``resolved_ts`` is None while it is open.
+
+    ``labels``: the endpoint's labels (site, role, ...) when the alert opened; they stay
+    for the alert's life (see ``ocad.core._labels``). Alerts saved before labels existed
+    read back with none.
+    """
 
     alert_id: str
     endpoint_id: str
@@ -105,11 +110,14 @@ class Alert:
     peak_score: float
     kinds: tuple[str, ...]
     evidence: tuple[Evidence, ...]
+    # Not hashed (a dict); equality still compares it.
+    labels: Mapping[str, str] = attrs.field(factory=dict, converter=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = attrs.asdict(self, recurse=False)
         d["kinds"] = list(self.kinds)
         d["evidence"] = [e.to_dict() for e in self.evidence]
+        d["labels"] = dict(self.labels)
         return d
 
     @classmethod
@@ -158,6 +166,8 @@ class AlertPolicy:
         self._states: dict[str, _State] = {}
         self.counts = {"open": 0, "update": 0, "resolve": 0}
         self._pos_cache: tuple[np.ndarray, dict[Any, int]] | None = None
+        #: endpoint id -> its labels, copied into each alert it opens (the Monitor sets it).
+        self.endpoint_labels: Callable[[str], Mapping[str, str]] | None = None
 
     def open_alerts(self) -> list[Alert]:
         return [s.alert for s in self._states.values() if s.alert is not None]
@@ -263,7 +273,8 @@ class AlertPolicy:
         s = float(score[i])
         alert = Alert(alert_id=str(uuid.uuid5(_NS, f"{e}|{t!r}")), endpoint_id=e, opened_ts=t, updated_ts=t,
                       resolved_ts=None, severity=self._severity(None, s, len(ks)), score=s, peak_score=s,
-                      kinds=ks, evidence=self._evidence(i, comp))
+                      kinds=ks, evidence=self._evidence(i, comp),
+                      labels=self.endpoint_labels(e) if self.endpoint_labels is not None else {})
         st.alert, st.pending, st.last_event_ts, st.last_event_score = alert, 0, t, s
         st.last_active_ts = t
         self.counts["open"] += 1

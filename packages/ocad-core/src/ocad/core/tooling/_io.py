@@ -20,10 +20,37 @@ from typing import Any
 from ..pipeline._alerts import AlertEvent
 from .._errors import OcadValidationError, require
 
-__all__ = ["LABEL_COLUMNS", "read_records", "write_events"]
+__all__ = [
+    "FAILURE_TS_COLUMN",
+    "FAULT_TYPE_COLUMN",
+    "LABEL_COLUMNS",
+    "NORMAL_FAULT_TYPES",
+    "fault_type_name",
+    "read_records",
+    "write_events",
+]
 
+# -- the labelled-file format (one definition for simulate, evaluate, tune-weights and train) --
+#: The label column: the fault type of the sample, or one of NORMAL_FAULT_TYPES when normal.
+FAULT_TYPE_COLUMN = "fault_type"
+#: Optional: the hard-failure time (epoch s) of the gradual fault the sample belongs to.
+FAILURE_TS_COLUMN = "failure_ts"
+#: ``fault_type`` cells that mean "normal" (compared case-insensitively, stripped); missing too.
+NORMAL_FAULT_TYPES = ("", "none", "normal")
 #: Columns that carry labels, not measurements: read_records drops them (use them for evaluation).
-LABEL_COLUMNS = frozenset({"fault_type", "label"})
+LABEL_COLUMNS = frozenset({FAULT_TYPE_COLUMN, "label", FAILURE_TS_COLUMN})
+
+
+def fault_type_name(v: Any) -> str:
+    """The fault type of a ``fault_type`` cell: ``""`` for normal (empty, missing, "none", "normal").
+
+    >>> [fault_type_name(v) for v in ("", None, float("nan"), " None ", "normal", "link_flap")]
+    ['', '', '', '', '', 'link_flap']
+    """
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    s = str(v).strip()
+    return "" if s.lower() in NORMAL_FAULT_TYPES else s
 
 
 def _cell(v: str) -> Any:
@@ -93,13 +120,18 @@ def _long_to_wide(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_events(events: list[AlertEvent], path: str | os.PathLike[str]) -> Path:
-    """Write alert events as ``.json`` (list), ``.jsonl`` or ``.csv`` (by suffix)."""
+    """Write alert events as ``.json`` (list), ``.jsonl`` or ``.csv`` (by suffix).
+
+    Every format carries the alert's endpoint labels: a ``labels`` object in JSON, and in
+    CSV a ``labels`` cell ``name=value;name=value`` (``\\``, ``;`` and ``=`` in values escaped
+    with a backslash).
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = p.suffix.lower()
     if suffix == ".csv":
         cols = ["event", "ts", "alert_id", "endpoint_id", "severity", "score", "peak_score", "opened_ts",
-                "resolved_ts", "kinds", "evidence"]
+                "resolved_ts", "kinds", "evidence", "labels"]
         with open(p, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(cols)
@@ -109,7 +141,7 @@ def write_events(events: list[AlertEvent], path: str | os.PathLike[str]) -> Path
                                  f"c={e.contribution:.3f}" for e in a.evidence)
                 w.writerow([ev.event, ev.ts, a.alert_id, a.endpoint_id, a.severity, f"{a.score:.4f}",
                             f"{a.peak_score:.4f}", a.opened_ts, a.resolved_ts if a.resolved_ts is not None else "",
-                            "+".join(a.kinds), evid])
+                            "+".join(a.kinds), evid, _labels_cell(a.labels)])
     elif suffix == ".jsonl":
         with open(p, "w", encoding="utf-8") as f:
             for ev in events:
@@ -117,6 +149,13 @@ def write_events(events: list[AlertEvent], path: str | os.PathLike[str]) -> Path
     else:
         p.write_text(json.dumps([ev.to_dict() for ev in events], indent=1), encoding="utf-8")
     return p
+
+
+def _labels_cell(labels: Any) -> str:
+    # Label names are [a-zA-Z0-9_]; values may hold anything, so ';' '=' and '\\' in them are escaped.
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace(";", "\\;").replace("=", "\\=")
+    return ";".join(f"{k}={esc(v)}" for k, v in sorted(labels.items()))
 
 
 def _fmt(v: float | None) -> str:

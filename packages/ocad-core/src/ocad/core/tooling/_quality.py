@@ -66,6 +66,7 @@ from ._evaluation import (
     summarize_matches,
 )
 from .._view import DetectorOutput
+from ._io import FAILURE_TS_COLUMN, FAULT_TYPE_COLUMN, LABEL_COLUMNS, fault_type_name
 
 __all__ = [
     "ABLATION_ROWS",
@@ -388,7 +389,7 @@ class LabelledRun:
         return d["series"][endpoint_id]
 
 
-_LABEL_COLS = ("fault_type", "label", "failure_ts")
+_LABEL_COLS = tuple(sorted(LABEL_COLUMNS))
 
 
 def load_labelled_file(path: str | os.PathLike[str], events_path: str | os.PathLike[str] | None = None
@@ -396,8 +397,11 @@ def load_labelled_file(path: str | os.PathLike[str], events_path: str | os.PathL
     """A user's labelled samples as a :class:`LabelledRun`.
 
     ``path``: CSV (or Parquet, ``io`` extra), wide (``endpoint_id, ts, <metric>...``) or long
-    (``endpoint_id, ts, metric, value``), with a ``fault_type`` column: ``""`` for normal
-    samples, else the fault's type. ``ts`` must be epoch seconds. Events are the contiguous
+    (``endpoint_id, ts, metric, value``), with a ``fault_type`` column: ``""`` (or ``"none"``,
+    ``"normal"``, missing) for normal samples, else the fault's type
+    (:func:`ocad.core._io.fault_type_name`; ``ocad train`` reads the same format).
+    A repeated ``(endpoint_id, ts)`` (wide) or ``(endpoint_id, ts, metric)`` (long) keeps
+    the first row, as the Monitor does; the count is in ``run.meta["dropped_duplicates"]``. ``ts`` must be epoch seconds. Events are the contiguous
     runs of one fault type per endpoint; an optional ``failure_ts`` column gives a gradual
     fault its hard-failure time (for lead times). ``events_path``: a JSON list of events
     (``ocad simulate --events``) to use instead of deriving them from the labels.
@@ -425,6 +429,7 @@ def load_labelled_file(path: str | os.PathLike[str], events_path: str | os.PathL
     long = "metric" in header and "value" in header
     merged: dict[tuple[str, float], dict[str, Any]] = {}
     labels: dict[tuple[str, float], tuple[str, float]] = {}
+    duplicates = 0
     for i, r in enumerate(rows):
         eid = str(r["endpoint_id"])
         ts = _num(r["ts"])
@@ -434,17 +439,23 @@ def load_labelled_file(path: str | os.PathLike[str], events_path: str | os.PathL
         rec = merged.get(key)
         if rec is None:
             rec = merged[key] = {"endpoint_id": eid, "ts": ts}
+        elif not long:
+            # The same (endpoint, ts) twice: the first is kept, as the Monitor does (duplicate_ts).
+            duplicates += 1
+            continue
         if long:
             m = r.get("metric")
             if isinstance(m, str) and m:
+                if m in rec:
+                    duplicates += 1
+                    continue
                 rec[m] = _cell(r.get("value"))
         else:
             for k, v in r.items():
                 if k not in ("endpoint_id", "ts", *_LABEL_COLS):
                     rec[k] = _cell(v)
-        ft = r.get("fault_type")
-        ft = "" if ft is None or (isinstance(ft, float) and ft != ft) else str(ft)
-        fail = _num(r.get("failure_ts"))
+        ft = fault_type_name(r.get(FAULT_TYPE_COLUMN))
+        fail = _num(r.get(FAILURE_TS_COLUMN))
         old = labels.get(key, ("", math.nan))
         labels[key] = (ft or old[0], fail if fail is not None else old[1])
     if not merged:
@@ -485,7 +496,7 @@ def load_labelled_file(path: str | os.PathLike[str], events_path: str | os.PathL
     data = {"records": records, "labels": _Labels(names, per), "events": evs, "metrics": tuple(metric_names),
             "endpoints": sorted(per), "n_samples": len(records), "endpoint_days": days,
             "end_ts": float(ts.max()), "series": series}
-    return LabelledRun(p.name, {"file": str(p)}, lambda: data)
+    return LabelledRun(p.name, {"file": str(p), "dropped_duplicates": duplicates}, lambda: data)
 
 
 def _csv_rows(reader: csv.DictReader, fh: Any) -> Iterable[dict[str, Any]]:
