@@ -313,14 +313,21 @@ def _train_one_forecaster(table: SeriesTable, metric: str, cfg: TrainConfig, sto
     from ._forecaster import train_forecasters
 
     name = f"tcn-{metric}"
-    fc, why = forecaster_plan(table, metric, cfg.forecaster)
+    base = cfg.forecaster
+    if init_from == "active" and store.active(name) is not None:
+        from ._warm import architecture
+
+        # Warm start keeps the active version's architecture: plan with its window.
+        base = attrs.evolve(base, **architecture(store.load(name)))
+    fc, why = forecaster_plan(table, metric, base)
     if fc is None:
         return None, FitDecision(name, False, why)
+    if init_from and fc.window != base.window:
+        why += f"; no warm start (the active version's window {base.window} does not fit this data)"
+        init_from = None
+    # Tuning proposes only windows the planned split supports (ocad.train._tune.feasible_windows),
+    # so a short series is tuned too, in its planned split.
     trials = cfg.tune.get("trials", 0) if tune_trials is None else tune_trials
-    if trials and fc is not cfg.forecaster:
-        # The search space's windows (16..48) assume a series long enough for all of them.
-        log.warning("%s: tuning skipped for a short series (%s)", name, why)
-        trials = 0
     (art,) = train_forecasters(table, [metric], attrs.evolve(cfg, forecaster=fc), store, resume=resume,
                                progress=progress, tune_trials=trials, tracker=tracker, promote=promote,
                                init_from=init_from)
