@@ -67,3 +67,19 @@ def test_forest_tuning_uses_labelled_validation_rows_and_bounds_max_samples() ->
     assert res["search_space"]["max_samples"] == [64, 128]  # bounded by the 150 training rows
     assert res["best_params"]["max_samples"] in (64, 128) and res["best_value"] > 0.5
     assert tune_iforest(x_train, x_val, np.zeros(400, np.int16), {}, 2) is None  # no anomalies: skipped
+
+
+def test_a_short_series_is_tuned_in_its_planned_split(tiny_config: dict, tmp_path: Path) -> None:
+    from ocad.train import train_all
+
+    short = from_fleet(generate_fleet(n_endpoints=1, duration_s=3600, interval_s=5.0, seed=2, faults=False))
+    cfg = copy.deepcopy(tiny_config)
+    cfg["forecaster"].update(window=32, max_train_windows=1500, parity_n=1000, save_datasets=False)
+    cfg["train"].update(metrics=["udp_echo_rtt_ms"], core_calibration=False)
+    cfg["multivariate"] = {"enabled": False}
+    cfg["tune"] = {"epochs": 1}
+    res = train_all(cfg, tmp_path, data=short, progress=False, tune_trials=2)
+    (art,) = list(res)
+    h = art.manifest["hyperparameters"]
+    assert "short series" in res.decisions[0].reason and list(h["fractions"]) != [0.6, 0.2, 0.2]
+    assert h["tuning"]["n_trials"] == 2 and h["window"] in h["tuning"]["search_space"]["window"]
