@@ -43,6 +43,7 @@ the point metrics (ROC-AUC): a surprise at a planned change is neither right nor
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -201,14 +202,15 @@ class _Builder:
     """Level factor x (1 + cv x noise scale x AR(1) noise) per gauge; faults edit the factors."""
 
     def __init__(self, family: str, seed: int, endpoints: int, hours: float, interval_s: float,
-                 metrics: tuple[str, ...], gauges: tuple[int, ...]) -> None:
+                 metrics: tuple[str, ...], gauges: tuple[int, ...], with_faults: bool = True) -> None:
         self.family, self.seed, self.dt = family, seed, float(interval_s)
+        self.with_faults = with_faults
         self.n = int(endpoints)
         self.t_n = int(round(hours * 3600.0 / interval_s))
         if self.n < 1 or self.t_n < 2:
             raise OcadConfigError(f"family {family!r}: endpoints={endpoints!r}, hours={hours!r} gives no data")
         (self.r_layout, self.r_noise, self.r_fault, self.r_benign,
-         self.r_missing) = np.random.default_rng([seed, 0x0CAD]).spawn(5)
+         self.r_missing) = np.random.default_rng([seed, zlib.crc32(family.encode())]).spawn(5)
         self.ts = _BASE_TS + np.arange(self.t_n, dtype=np.float64) * self.dt
         self.metrics, self.gauges = metrics, gauges
         m = len(metrics)
@@ -299,6 +301,10 @@ class _Builder:
 
     # -- faults ------------------------------------------------------------------------------
     def pick_faulty(self, share: float = 2 / 3) -> np.ndarray:
+        """The endpoints that get faults (none when faults are off); the others are healthy."""
+        if not self.with_faults:
+            self.healthy[:] = True
+            return np.zeros(0, dtype=np.intp)
         k = max(1, int(round(self.n * share)))
         rows = np.sort(self.r_fault.choice(self.n, size=k, replace=False))
         self.healthy[:] = True
@@ -610,9 +616,12 @@ FAMILIES: dict[str, _FamilyDef] = {d.name: d for d in (
 )}
 
 
-def generate_family(name: str, seed: int = 0, *, endpoints: int | None = None, hours: float | None = None
-                    ) -> FamilyFleet:
+def generate_family(name: str, seed: int = 0, *, endpoints: int | None = None, hours: float | None = None,
+                    faults: bool = True) -> FamilyFleet:
     """The fleet of family ``name`` for ``seed`` (sizes default to the family's); deterministic.
+
+    ``faults=False`` gives the same background (noise, levels, daily pattern, benign blips and
+    gaps, lost probes) without faults and planned shifts: separate random streams drive them.
 
     >>> f = generate_family("microburst", seed=1, endpoints=4, hours=1.5)
     >>> f.values.shape, sorted({e.fault_type for e in f.events})
@@ -624,7 +633,7 @@ def generate_family(name: str, seed: int = 0, *, endpoints: int | None = None, h
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise OcadConfigError(f"seed must be a non-negative integer, got {seed!r}")
     b = _Builder(d.name, int(seed), d.endpoints if endpoints is None else int(endpoints),
-                 d.hours if hours is None else float(hours), d.interval_s, d.metrics, d.gauges)
+                 d.hours if hours is None else float(hours), d.interval_s, d.metrics, d.gauges, bool(faults))
     return d.make(b)
 
 
