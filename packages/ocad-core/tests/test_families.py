@@ -257,6 +257,13 @@ def test_evaluate_reports_every_family_and_fault_type(gen_small: dict[str, Any])
     assert set(fams["planned_shift"]["per_fault_type"]) == {"planned_shift", "step"}
     assert fams["planned_shift"]["per_fault_type"]["planned_shift"]["optional"]
     assert fams["drop"]["per_fault_type"]["drop"]["event_precision"] == fams["drop"]["event_precision"]
+    # Chance recall: what alerts at random at the family's false-alert rate would detect.
+    ps = fams["planned_shift"]
+    days, fa = ps["endpoint_days"], ps["false_alerts"]
+    steps = [e for r in gen_small["evaluation"].results for e in r.run.events if e.fault_type == "step"]
+    want = np.mean([1 - np.exp(-fa / (days * 86400) * (e.end_ts - e.start_ts + 120)) for e in steps])
+    assert ps["per_fault_type"]["step"]["chance_recall"] == pytest.approx(want)
+    assert ps["per_fault_type"]["planned_shift"]["chance_recall"] is None
     text = format_evaluation(m)
     for name in fams:
         assert f"\n{name:<19}all" in text
