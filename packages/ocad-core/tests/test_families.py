@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ocad.core import Alert, OcadConfigError, PluginRegistry
-from ocad.core._evaluation import match_events, roc_auc, summarize_matches
+from ocad.core import Alert, OcadConfigError
 from ocad.core._metrics import ORAN_METRICS
-from ocad.core._quality import MonitorFactory, Suite, evaluate, format_evaluation, load_suite, tune_weights
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling._evaluation import match_events, roc_auc, summarize_matches
+from ocad.core.tooling._quality import MonitorFactory, Suite, evaluate, format_evaluation, load_suite, tune_weights
 from ocad.core.cli import main
 from ocad.core.tooling._families import (
     FAMILIES,
