@@ -311,6 +311,11 @@ def test_family_selection(gen_small: dict[str, Any], tmp_path: Path, capsys: pyt
                "--ablation", "none", "--json", str(out)])
     assert rc == 0 and list(json.loads(out.read_text())["families"]) == ["benign"]
     assert "benign             all" in capsys.readouterr().out
+    from ocad.core.cli import _families, build_parser
+
+    args = build_parser().parse_args(["evaluate", "--suite", "generalization", "--family", "drop", "benign",
+                                      "--family", "microburst,daily"])
+    assert _families(args) == ["drop", "benign", "microburst", "daily"]
 
 
 def test_unknown_family_names_are_refused(tmp_path: Path) -> None:

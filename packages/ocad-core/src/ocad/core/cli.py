@@ -387,8 +387,9 @@ def _add_quality_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
                                         "instead of deriving them from fault_type runs")
         p.add_argument("--split", choices=("test", "tune"), default="test",
                        help="which seeds of the suite to evaluate (default: test)")
-        p.add_argument("--family", action="append", metavar="NAME",
-                       help="with --suite generalization: only this scenario family (repeat, or a comma list)")
+        p.add_argument("--family", action="extend", nargs="+", metavar="NAME",
+                       help="with --suite generalization: only these scenario families (names, repeatable, or a "
+                            "comma list)")
         p.add_argument("--ablation", choices=("replay", "rerun", "none"), default="replay",
                        help="ablation from cached detector scores (replay, default), by re-running "
                             "Monitors (rerun, slow), or none")
