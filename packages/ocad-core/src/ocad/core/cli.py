@@ -319,11 +319,22 @@ def _quality_source(args: argparse.Namespace) -> Any:
     return args.suite
 
 
+def _families(args: argparse.Namespace) -> list[str] | None:
+    """``--family a --family b,c`` -> ["a", "b", "c"]; None when not given."""
+    if not getattr(args, "family", None):
+        return None
+    if args.data:
+        from ._errors import OcadConfigError
+
+        raise OcadConfigError("--family selects scenario families of a suite (--suite generalization), not --data")
+    return [f.strip() for v in args.family for f in v.split(",") if f.strip()]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .tooling._quality import evaluate, format_evaluation
 
     ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
-                  ablation=args.ablation, progress=not args.quiet)
+                  ablation=args.ablation, progress=not args.quiet, families=_families(args))
     print(format_evaluation(ev.metrics))
     if args.json:
         print(f"metrics written to {ev.write_json(args.json)}")
@@ -394,7 +405,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .tooling._report import write_report
 
     ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
-                  ablation=args.ablation, progress=not args.quiet)
+                  ablation=args.ablation, progress=not args.quiet, families=_families(args))
     print(format_evaluation(ev.metrics))
     if args.json:
         print(f"metrics written to {ev.write_json(args.json)}")
@@ -403,7 +414,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_quality_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
-    p.add_argument("--suite", default="default", help="suite name or TOML path (default: 'default')")
+    p.add_argument("--suite", default="default",
+                   help="suite name ('default'; 'generalization': test-only scenario families) or TOML path "
+                        "(default: 'default')")
     if data:
         p.add_argument("--data", help="a labelled CSV/Parquet file (endpoint_id, ts, metrics, fault_type) "
                                       "instead of a suite")
@@ -411,6 +424,9 @@ def _add_quality_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
                                         "instead of deriving them from fault_type runs")
         p.add_argument("--split", choices=("test", "tune"), default="test",
                        help="which seeds of the suite to evaluate (default: test)")
+        p.add_argument("--family", action="extend", nargs="+", metavar="NAME",
+                       help="with --suite generalization: only these scenario families (names, repeatable, or a "
+                            "comma list)")
         p.add_argument("--ablation", choices=("replay", "rerun", "none"), default="replay",
                        help="ablation from cached detector scores (replay, default), by re-running "
                             "Monitors (rerun, slow), or none")

@@ -13,7 +13,12 @@ Matching rules:
 * time to detect = first overlapping alert's ``opened_ts - start_ts`` (0 when the
   alert was already open at the start);
 * lead time (faults with a hard-failure point, i.e. drift) =
-  ``failure_ts - opened_ts`` of the first overlapping alert; positive = before the failure.
+  ``failure_ts - opened_ts`` of the first overlapping alert; positive = before the failure;
+* an *optional* event (``optional=True``, e.g. a planned level shift of the generalization
+  families) may be alerted on once but need not be: the first alert overlapping it, not
+  already matched to a fault, that has resolved by ``quiet_by_ts + grace_s`` is a true
+  alert; any other alert there (a second one, or one still open) stays false. Optional
+  events are left out of event recall; their per-type row counts how many were alerted.
 
 Point level
 -----------
@@ -77,6 +82,7 @@ class EventMatch:
     ttd_s: float | None
     lead_time_s: float | None
     alert_id: str | None
+    optional: bool = False
 
 
 def match_events(alerts: Sequence[Alert], events: Sequence[Any], *, end_ts: float,
@@ -90,8 +96,13 @@ def match_events(alerts: Sequence[Alert], events: Sequence[Any], *, end_ts: floa
     for a in alerts:
         by_ep[a.endpoint_id].append(a)
     used: set[str] = set()
-    matches = []
+    matches: list[EventMatch | None] = []
+    optional = []
     for ev in events:
+        if getattr(ev, "optional", False):
+            optional.append((len(matches), ev))
+            matches.append(None)
+            continue
         first = None
         for a in by_ep.get(ev.endpoint_id, ()):
             a_end = a.resolved_ts if a.resolved_ts is not None else end_ts
@@ -99,32 +110,57 @@ def match_events(alerts: Sequence[Alert], events: Sequence[Any], *, end_ts: floa
                 used.add(a.alert_id)
                 if first is None or a.opened_ts < first.opened_ts:
                     first = a
-        if first is None:
-            matches.append(EventMatch(ev.endpoint_id, ev.fault_type, ev.start_ts, ev.end_ts, ev.failure_ts,
-                                      False, None, None, None))
-            continue
-        ttd = max(0.0, first.opened_ts - ev.start_ts)
-        lead = (ev.failure_ts - first.opened_ts) if ev.failure_ts is not None else None
-        matches.append(EventMatch(ev.endpoint_id, ev.fault_type, ev.start_ts, ev.end_ts, ev.failure_ts,
-                                  True, ttd, lead, first.alert_id))
+        matches.append(_match(ev, first))
+    # Optional events after the faults: an alert that also covers a fault stays a true alert.
+    for k, ev in optional:
+        quiet = ev.end_ts if getattr(ev, "quiet_by_ts", None) is None else ev.quiet_by_ts
+        first = None
+        for a in sorted(by_ep.get(ev.endpoint_id, ()), key=lambda a: a.opened_ts):
+            a_end = a.resolved_ts if a.resolved_ts is not None else end_ts
+            if a.alert_id in used or not (a.opened_ts <= ev.end_ts + grace_s and a_end >= ev.start_ts):
+                continue
+            if a.resolved_ts is not None and a.resolved_ts <= quiet + grace_s:
+                used.add(a.alert_id)
+                first = a
+            break  # only the first candidate may be accepted: alert once at most
+        matches[k] = attrs.evolve(_match(ev, first), optional=True)
     false_alerts = [a for a in alerts if a.alert_id not in used]
-    return matches, false_alerts
+    return [m for m in matches if m is not None], false_alerts
+
+
+def _match(ev: Any, first: Alert | None) -> EventMatch:
+    if first is None:
+        return EventMatch(ev.endpoint_id, ev.fault_type, ev.start_ts, ev.end_ts, ev.failure_ts,
+                          False, None, None, None)
+    ttd = max(0.0, first.opened_ts - ev.start_ts)
+    lead = (ev.failure_ts - first.opened_ts) if ev.failure_ts is not None else None
+    return EventMatch(ev.endpoint_id, ev.fault_type, ev.start_ts, ev.end_ts, ev.failure_ts,
+                      True, ttd, lead, first.alert_id)
 
 
 def summarize_matches(matches: Sequence[EventMatch], false_alerts: Sequence[Alert], n_alerts: int,
                       endpoint_days: float) -> dict[str, Any]:
-    """Event recall / precision, per-type detection, TTD, lead time, false alerts per endpoint-day."""
+    """Event recall / precision, per-type detection, TTD, lead time, false alerts per endpoint-day.
+
+    Optional events (:class:`EventMatch` ``optional``) get a per-type row (``optional: True``,
+    ``detected`` = alerted once, recall None) and stay out of the overall counts.
+    """
     per_type: dict[str, dict[str, Any]] = {}
     for ft in sorted({m.fault_type for m in matches}):
         ms = [m for m in matches if m.fault_type == ft]
         det = [m for m in ms if m.detected]
         ttd = [m.ttd_s for m in det if m.ttd_s is not None]
         lead = [m.lead_time_s for m in det if m.lead_time_s is not None]
+        opt = all(m.optional for m in ms)
         per_type[ft] = {
-            "events": len(ms), "detected": len(det), "recall": len(det) / len(ms) if ms else float("nan"),
+            "events": len(ms), "detected": len(det),
+            "recall": None if opt else (len(det) / len(ms) if ms else float("nan")),
             "mttd_s": float(np.mean(ttd)) if ttd else None,
             "lead_time_p50_s": float(np.median(lead)) if lead else None,
         }
+        if opt:
+            per_type[ft]["optional"] = True
+    matches = [m for m in matches if not m.optional]
     n_det = sum(m.detected for m in matches)
     ttd_all = [m.ttd_s for m in matches if m.detected and m.ttd_s is not None]
     lead_all = [m.lead_time_s for m in matches if m.detected and m.lead_time_s is not None]
