@@ -24,18 +24,18 @@ inside the matrix product instead of after it).
 
 How (what runs fast in onnxruntime on one core)
 -----------------------------------------------
-Each convolution is one ``Gemm`` over all (endpoint, position) rows at once, with
-the ReLU fused, instead of ``Conv``'s one small matrix product per endpoint:
-
-* activations are channels-last ``(batch, rows, C + 1)``. Row 0 of every endpoint is
-  all zeros and stands for the causal zero padding (positions before the window);
-  the extra channel is 1 on real rows and 0 on row 0, and carries the bias through
-  the product (the padding row stays exactly zero after ``ReLU``);
-* a convolution's input matrix (``im2col``) is one ``Gather`` of the K tap rows per
-  output row; the level-0 taps (one input channel) are one ``MatMul`` of the
-  padded window with a 0/1 selection matrix;
-* the residual connection enters as ``Gemm``'s ``C`` input (the level-0 1x1 skip
-  convolution: a row selection and an outer product, two ``MatMul``).
+The graph is *time-major*: the window is transposed to ``(W, batch)`` and every
+activation is a ``(1, channels, rows, batch)`` image, so that each causal
+convolution is one 2-D ``Conv`` with a ``(K, 1)`` kernel over the whole batch (one
+large matrix product inside onnxruntime) instead of ``Conv1d``'s one small product
+per endpoint. On block ``i``'s grid the dilation is 1; the second convolution runs
+with stride 2 and a top padding chosen so that its last output is the last step;
+the residual is a strided ``Slice`` of the block input (through the 1x1 skip
+convolution at level 0). The last block computes the first convolution at the
+``K`` rows the second one reads and the second one at the last row only. Measured
+against the alternatives (per-endpoint ``Conv`` on the sliced grid; ``Gather``
+im2col + ``Gemm`` in endpoint-major layout) this layout was 1.3-2x faster per
+forecast at the same FLOPs.
 
 The normalisation and de-normalisation ``m + s * net((x - m) / s)`` are the same
 ops as in the full graph. :func:`check_last_step` compares the graph with the full
@@ -122,11 +122,8 @@ def tcn_last_step_onnx(model: Any, window: int, *, input_name: str = "x", output
     from ._export import ONNX_OPSET
 
     st = _state(model)
-    w_ = int(window)
     levels = len(model.blocks)
     kernel = int(model.blocks[0].c1.conv.kernel_size[0])
-    hidden = int(model.head.in_features)
-    c, ci = hidden, hidden + 1
     nodes: list[Any] = []
     inits: list[Any] = []
 
@@ -141,101 +138,59 @@ def tcn_last_step_onnx(model: Any, window: int, *, input_name: str = "x", output
     def i64(name: str, v: Any) -> str:
         return const(name, np.asarray(v, np.int64))
 
-    # m = mean(x); s = max(std(x), 1e-3 |m| + 1e-6); xn = (x - m) / s   (as TCNForecaster.normalise)
-    x = input_name
-    m = node("ReduceMean", [x], "mean", axes=[1], keepdims=1)
-    d = node("Sub", [x, m], "centred")
-    var = node("ReduceMean", [node("Mul", [d, d], "centred_sq")], "var", axes=[1], keepdims=1)
+    def rows(h: str, start: int, stop: int, step: int, name: str) -> str:  # a slice of the time axis
+        return node("Slice", [h, i64(f"{name}_start", [start]), i64(f"{name}_stop", [stop]), i64(f"{name}_axis", [2]),
+                              i64(f"{name}_step", [step])], name)
+
+    def conv(h: str, i: int, which: str, pad_top: int, stride: int = 1) -> str:
+        w = st[f"blocks.{i}.{which}.weight"]  # (out, in, K) for c1 / c2 (their .conv), (out, in, 1) for skip
+        b = st[f"blocks.{i}.{which}.bias"]
+        tag = f"{which.split('.')[0]}_{i}"
+        return node("Conv", [h, const(f"{tag}_w", w[..., None]), const(f"{tag}_b", b)], tag,
+                    kernel_shape=[int(w.shape[2]), 1], pads=[pad_top, 0, 0, 0], strides=[stride, 1])
+
+    # Time-major: x (B, W) -> (W, B); m = mean(x); s = max(std(x), 1e-3 |m| + 1e-6); xn = (x - m) / s
+    xt = node("Transpose", [input_name], "x_time_major", perm=[1, 0])
+    m = node("ReduceMean", [xt], "mean", axes=[0], keepdims=1)
+    d = node("Sub", [xt, m], "centred")
+    var = node("ReduceMean", [node("Mul", [d, d], "centred_sq")], "var", axes=[0], keepdims=1)
     floor = node("Add", [node("Mul", [node("Abs", [m], "abs_mean"), const("c_1e-3", np.float32(1e-3))],
                               "abs_mean_1e-3"), const("c_1e-6", np.float32(1e-6))], "std_floor")
     s = node("Max", [node("Sqrt", [var], "std"), floor], "scale")
-    xn = node("Div", [d, s], "xn")
-    # The level-0 row pool per endpoint: [0, xn_0 .. xn_{W-1}, 1] (zero padding, samples, bias input).
-    xa = node("Pad", [xn, i64("pad_left", [0, 1, 0, 0]), const("c_0", np.float32(0.0))], "xn_pad0")
-    xa = node("Pad", [xa, i64("pad_right", [0, 0, 0, 1]), const("c_1", np.float32(1.0))], "xn_pool")
-    one_at = w_ + 1
-
-    plan = last_step_plan(w_, levels, kernel)
-    h = xa
-    row = {p: 1 + j for j, p in enumerate(plan[0]["in"])}
-    out = ""
-    for i, p in enumerate(plan):
-        dil = 2 ** i
-        last = i == levels - 1
-        pre = f"blocks.{i}."
-        w1, b1 = st[pre + "c1.conv.weight"], st[pre + "c1.conv.bias"]
-        w2, b2 = st[pre + "c2.conv.weight"], st[pre + "c2.conv.bias"]
-
-        def at(q: int, rows: Mapping[int, int]) -> int:
-            return rows[q] if q >= 0 else 0
-
-        # torch's causal conv: weight[:, :, k] multiplies the input at t - (K - 1 - k) * d
-        taps = [[at(q - (kernel - 1 - k) * dil, row) for k in range(kernel)] for q in p["h1"]]
-        n1 = len(p["h1"]) + 1  # + the zero row
-        if i == 0:
-            # im2col of the single input channel as one MatMul with a 0/1 selection matrix
-            idx = [[0] * (kernel + 1)] + [t + [one_at] for t in taps]
-            sel = np.zeros((w_ + 2, n1 * (kernel + 1)), np.float32)
-            for r_, cols in enumerate(idx):
-                for k_, src in enumerate(cols):
-                    if not (r_ == 0):
-                        sel[src, r_ * (kernel + 1) + k_] = 1.0
-            a1 = node("MatMul", [xa, const("sel_0", sel)], "im2col_0")
-            a1 = node("Reshape", [a1, i64("shape_im2col_0", [-1, kernel + 1])], "im2col_0_rows")
-            w1m = np.zeros((kernel + 1, ci), np.float32)
-            for k_ in range(kernel):
-                w1m[k_, :c] = w1[:, 0, k_]
-            w1m[kernel, :c], w1m[kernel, c] = b1, 1.0
-        else:
-            idx = [[0] * kernel] + taps
-            a1 = node("Gather", [h, i64(f"taps1_{i}", idx)], f"im2col1_{i}", axis=1)
-            a1 = node("Reshape", [a1, i64(f"shape_im2col1_{i}", [-1, kernel * ci])], f"im2col1_{i}_rows")
-            w1m = np.zeros((kernel * ci, ci), np.float32)
-            for k_ in range(kernel):
-                w1m[k_ * ci:k_ * ci + c, :c] = w1[:, :, k_].T
-            w1m[(kernel - 1) * ci + c, :c], w1m[(kernel - 1) * ci + c, c] = b1, 1.0
-        h1 = node("Relu", [node("Gemm", [a1, const(f"w1_{i}", w1m)], f"conv1_{i}")], f"relu1_{i}")
-        h1 = node("Reshape", [h1, i64(f"shape_h1_{i}", [-1, n1, ci])], f"h1_{i}")
-        row1 = {q: 1 + j for j, q in enumerate(p["h1"])}
-        zero = [] if last else [0]
-        idx2 = [[0] * kernel for _ in zero] + [[at(q - (kernel - 1 - k) * dil, row1) for k in range(kernel)]
-                                                for q in p["out"]]
-        a2 = node("Gather", [h1, i64(f"taps2_{i}", idx2)], f"im2col2_{i}", axis=1)
-        a2 = node("Reshape", [a2, i64(f"shape_im2col2_{i}", [-1, kernel * ci])], f"im2col2_{i}_rows")
-        w2m = np.zeros((kernel * ci, ci), np.float32)
-        for k_ in range(kernel):
-            w2m[k_ * ci:k_ * ci + c, :c] = w2[:, :, k_].T
-        bias = b2.astype(np.float32)
-        ridx = zero + [row[q] for q in p["out"]]
-        if i == 0:
-            if pre + "skip.weight" in st:
-                ws, bs = st[pre + "skip.weight"], st[pre + "skip.bias"]
-                bias = bias + bs
-                sel_r = np.zeros((w_ + 2, len(ridx)), np.float32)  # the output rows' samples
-                for r_, src in enumerate(ridx):
-                    sel_r[src, r_] = 1.0 if src else 0.0
-                wsk = np.zeros((1, ci), np.float32)
-                wsk[0, :c] = ws[:, 0, 0]
-                res = node("MatMul", [xa, const("skip_rows_0", sel_r)], "skip_rows_0_out")
-                res = node("Reshape", [res, i64("shape_skip_0", [-1, 1])], "skip_in_0")
-                res = node("MatMul", [res, const("skip_0", wsk)], "res_0")
-            w2m[(kernel - 1) * ci + c, c] = 1.0  # the indicator: 1 on real rows, 0 on the zero row
-        else:
-            if pre + "skip.weight" in st:  # pragma: no cover - the shipped layout has identity skips above 0
-                raise ValueError(f"block {i}: a skip convolution above level 0 is not supported")
-            res = node("Gather", [h, i64(f"res_rows_{i}", ridx)], f"res_g_{i}", axis=1)
-            res = node("Reshape", [res, i64(f"shape_res_{i}", [-1, ci])], f"res_{i}")  # carries the indicator
-        w2m[(kernel - 1) * ci + c, :c] = bias
-        out = node("Relu", [node("Gemm", [a2, const(f"w2_{i}", w2m), res], f"conv2_{i}")], f"block_{i}")
-        if not last:
-            h = node("Reshape", [out, i64(f"shape_block_{i}", [-1, len(ridx), ci])], f"h_{i + 1}")
-            row = {q: 1 + j for j, q in enumerate(p["out"])}
-    wh = np.zeros((ci, 1), np.float32)
-    wh[:c, 0], wh[c, 0] = st["head.weight"][0], st["head.bias"][0]
-    yn = node("Gemm", [out, const("head", wh)], "head_out")
-    node("Add", [m, node("Mul", [s, yn], "scaled")], output_name)
+    h = node("Unsqueeze", [node("Div", [d, s], "xn"), i64("axes_nc", [0, 1])], "block_0_in")  # (1, 1, W, B)
+    length = int(window)  # rows of h: the grid of stride 2**i ending at the last step
+    for i in range(levels):
+        c1, c2 = "c1.conv", "c2.conv"
+        if i < levels - 1:
+            h1 = node("Relu", [conv(h, i, c1, kernel - 1)], f"h1_{i}")
+            par = (length - 1) % 2  # the second conv's outputs: every other row, the last one included
+            pad = kernel - 1 - par
+            if pad < 0:  # kernel 1
+                h1, pad = rows(h1, -pad, length, 1, f"h1_{i}_tail"), 0
+            h2 = conv(h1, i, c2, pad, stride=2)
+            res = rows(h, par, length, 2, f"res_{i}")
+            length = (length - 1 - par) // 2 + 1
+        else:  # the last step only: the first conv at the K rows the second one reads
+            start, pad = max(0, length - 2 * kernel + 1), max(0, 2 * kernel - 1 - length)
+            h_in = rows(h, start, length, 1, f"h_{i}_tail") if start else h
+            h1 = node("Relu", [conv(h_in, i, c1, pad)], f"h1_{i}")
+            if length < kernel:  # rows before the window are the second conv's zero padding
+                mask = np.zeros((1, 1, kernel, 1), np.float32)
+                mask[..., kernel - length:, :] = 1.0
+                h1 = node("Mul", [h1, const(f"h1_{i}_mask", mask)], f"h1_{i}_masked")
+            h2 = conv(h1, i, c2, 0)
+            res = rows(h, length - 1, length, 1, f"res_{i}")
+            length = 1
+        if f"blocks.{i}.skip.weight" in st:
+            res = conv(res, i, "skip", 0)
+        h = node("Relu", [node("Add", [h2, res], f"sum_{i}")], f"block_{i + 1}_in")
+    hv = node("Squeeze", [h, i64("axes_02", [0, 2])], "last_step")  # (C, B)
+    yn = node("Gemm", [const("head_w", st["head.weight"]), hv, const("head_b", st["head.bias"].reshape(1, 1))],
+              "head")  # (1, B)
+    y = node("Add", [m, node("Mul", [s, yn], "scaled")], "y_time_major")
+    node("Transpose", [y], output_name, perm=[1, 0])
     graph = oh.make_graph(nodes, "tcn_last_step",
-                          [oh.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", w_])],
+                          [oh.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", int(window)])],
                           [oh.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", 1])], inits)
     mdl = oh.make_model(graph, opset_imports=[oh.make_opsetid("", int(opset or ONNX_OPSET))],
                         producer_name="ocad-train")
