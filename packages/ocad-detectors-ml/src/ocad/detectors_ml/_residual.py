@@ -139,12 +139,15 @@ class Forecaster:
         obs = np.full(n, np.nan)
         exp = np.full(n, np.nan)
         y = seg[:, -1].astype(np.float64)
-        x = self.fill.apply(seg[:, :-1])
-        ok = capable & np.isfinite(y) & np.isfinite(x).all(axis=1)
-        rows = np.flatnonzero(ok)
+        cand = np.flatnonzero(capable & np.isfinite(y))  # fill and copy only the rows that can be judged
+        if cand.size == 0:
+            return raw, obs, exp
+        x = self.fill.apply(seg[cand, :-1])
+        good = np.isfinite(x).all(axis=1)
+        rows = cand if good.all() else cand[good]
+        xb = np.ascontiguousarray(x if good.all() else x[good], dtype=np.float32)
         if rows.size == 0:
             return raw, obs, exp
-        xb = np.ascontiguousarray(x[rows], dtype=np.float32)
         yhat = np.empty(rows.size)
         step = max(int(self.block_rows), 1)
         for i in range(0, rows.size, step):
