@@ -479,15 +479,18 @@ def markdown(res: dict[str, Any]) -> str:
         return res.get(f"{prefix}tick_1_median_s" if key == "1" and not prefix else f"{prefix}tick_{key}_s")
 
     if any(f"baseline_tick_{k}_s" in res for _, k in sizes):
-        out += ["", "| endpoints | tick before (baseline models) | tick now | speed-up | residual before | "
-                "residual now |", "|---:|---:|---:|---:|---:|---:|"]
+        out += ["", "| endpoints | tick before (baseline models) | tick now | speed-up | CPU before | CPU now | "
+                "CPU speed-up | residual before | residual now |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for n, key in sizes:
             b, a = res.get(f"baseline_tick_{key}_s"), tick(key)
             if b is None or a is None:
                 continue
+            cb = res.get(f"baseline_tick_{key}_cpu_s")
+            ca = res.get("tick_1_cpu_median_s") if key == "1" else res.get(f"tick_{key}_cpu_s")
+            cpu = (f"{_fmt('x_s', cb)} | {_fmt('x_s', ca)} | {cb / ca:.2f}x" if cb and ca else " | | ")
             rb = (res.get(f"baseline_tick_{key}_detector_s") or {}).get("residual")
             ra = (res.get(f"tick_{key}_detector_s") or {}).get("residual")
-            out.append(f"| {n:,} | {_fmt('x_s', b)} | {_fmt('x_s', a)} | {b / a:.2f}x | "
+            out.append(f"| {n:,} | {_fmt('x_s', b)} | {_fmt('x_s', a)} | {b / a:.2f}x | {cpu} | "
                        f"{_fmt('x_s', rb) if rb else ''} | {_fmt('x_s', ra) if ra else ''} |")
     if any(f"zscore_{k}_s" in res for _, k in sizes):
         out += ["", "| endpoints | OCAD, all detectors | OCAD, core detectors | numpy rolling z-score | "
@@ -604,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"baseline models: tick N={n}")
             r = run_worker("tick", str(n), str(ticks), "ml", "columns", env=env)
             res[f"baseline_tick_{key}_s"] = r["wall_median_s"]
+            res[f"baseline_tick_{key}_cpu_s"] = r["cpu_median_s"]
             res[f"baseline_tick_{key}_detector_s"] = r["detector_median_s"]
             res[f"baseline_tick_{key}_stage_s"] = r["stage_median_s"]
             if n == 1:
