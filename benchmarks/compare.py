@@ -466,13 +466,14 @@ def markdown(res: dict[str, Any]) -> str:
     stages = ["validate", "window_gather", "features", "detectors", "alerts"]
     dets = list(res.get("detectors", []))
     out += ["", "| endpoints | " + " | ".join(stages + dets) + " |", "|---:|" + "---:|" * (len(stages) + len(dets))]
-    for n, key in ((1, "1"), (1_000, "1k"), (10_000, "10k"), (100_000, "100k")):
-        st, de = res.get(f"tick_{key}_stage_s"), res.get(f"tick_{key}_detector_s")
-        if not st or not de:
-            continue
-        cells = [_fmt("x_s", st[k]) if k in st else "" for k in stages]
-        cells += [_fmt("x_s", de[k]) if k in de else "" for k in dets]
-        out.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    for prefix, label in (("", ""), ("baseline_", "before: ")):
+        for n, key in ((1, "1"), (1_000, "1k"), (10_000, "10k"), (100_000, "100k")):
+            st, de = res.get(f"{prefix}tick_{key}_stage_s"), res.get(f"{prefix}tick_{key}_detector_s")
+            if not st or not de:
+                continue
+            cells = [_fmt("x_s", st[k]) if k in st else "" for k in stages]
+            cells += [_fmt("x_s", de[k]) if k in de else "" for k in dets]
+            out.append(f"| {label}{n:,} | " + " | ".join(cells) + " |")
     sizes = ((1, "1"), (1_000, "1k"), (10_000, "10k"), (100_000, "100k"))
 
     def tick(key: str, prefix: str = "") -> Any:
