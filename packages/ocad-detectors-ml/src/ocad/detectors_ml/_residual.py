@@ -6,11 +6,12 @@ through the session in blocks of :data:`BLOCK_ROWS` rows (one ``session.run`` pe
 block; one call for a tick of up to ``BLOCK_ROWS`` endpoints).
 
 Why blocks: onnxruntime keeps every intermediate tensor of a call, and its arena
-keeps the largest it has seen. One call for 100 000 endpoints held ~0.5 GB of
-temporaries per forecaster graph; a block of a few hundred rows holds ~1 MB and
-stays in the CPU cache, which also makes it faster per row (measured on the
-shipped last-step graphs, one thread: 128-256 rows per call ~2x faster per
-forecast than 10 000, see ``docs/performance.md``).
+keeps the largest it has seen. One call for 100 000 endpoints holds hundreds of
+MB of intermediates (a 100 000-endpoint Monitor peaked at 2.35 GB with the
+full-graph forecasters in one call each, 545 MB with blocks and the last-step
+graphs); a block of a few hundred rows holds a few MB and stays in the CPU cache,
+which also makes it faster per row (shipped last-step graph, one thread: 256 rows
+per call 1.6x faster per forecast than one 10 000-row call; ``docs/performance.md``).
 
 Scoring, per metric with a model of window ``W`` (``manifest.inputs.window``)
 ----------------------------------------------------------------------------
