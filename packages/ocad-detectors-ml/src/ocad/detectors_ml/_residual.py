@@ -11,7 +11,7 @@ MB of intermediates (a 100 000-endpoint Monitor peaked at 2.35 GB with the
 full-graph forecasters in one call each, 545 MB with blocks and the last-step
 graphs); a block of a few hundred rows holds a few MB and stays in the CPU cache,
 which also makes it faster per row (shipped last-step graph, one thread: 256 rows
-per call 1.6x faster per forecast than one 10 000-row call; ``docs/performance.md``).
+per call ~1.5x faster per forecast than one 10 000-row call; ``docs/performance.md``).
 
 Scoring, per metric with a model of window ``W`` (``manifest.inputs.window``)
 ----------------------------------------------------------------------------
