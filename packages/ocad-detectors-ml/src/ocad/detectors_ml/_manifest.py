@@ -113,11 +113,16 @@ class FillPolicy:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Filled copy of ``x`` (B, W); NaN remains where the policy does not fill."""
-        if self.method == "none" or x.shape[0] == 0 or x.shape[1] == 0 or np.isfinite(x).all():
-            return np.array(x, copy=True)  # nothing to fill (the usual window): skip the fill's ~10 array ops
-        out = _ffill(x, self.limit)
+        out = np.array(x, copy=True)
+        if self.method == "none" or x.shape[0] == 0 or x.shape[1] == 0:
+            return out
+        gaps = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if gaps.size == 0:
+            return out  # nothing to fill (the usual window): skip the fill's ~10 array ops
+        part = _ffill(x[gaps], self.limit)  # only the rows with a gap
         if self.method == "ffill_bfill":
-            out = _ffill(out[:, ::-1], self.limit)[:, ::-1]
+            part = _ffill(part[:, ::-1], self.limit)[:, ::-1]
+        out[gaps] = part
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -344,6 +344,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ._datasets import read_sequence_dataset
     from ._export import check_parity, export_tcn_onnx, window_scale
     from ._forecaster import INPUT_NAME, OUTPUT_NAME, parity_inputs
+    from ._last_step import check_last_step
     from ._tcn import load_checkpoint_model, predict
 
     ck = Path(args.checkpoint)
@@ -360,6 +361,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         px = parity_inputs(ds.x, 10_000, cfg.seed)
         parity = check_parity(lambda b: predict(model, b), out, px, tol=args.tol, input_name=INPUT_NAME,
                               scale=window_scale(px))
+        check_last_step(model, out, px, input_name=INPUT_NAME)
     except OcadError:
         out.unlink(missing_ok=True)
         raise

@@ -24,6 +24,10 @@ Manifest fields (besides ``schema_version``, ``created`` and ``files``, which
 ``parity``
     ``{max_abs_diff, n, tol, rule, scale_median, max_diff_over_allowed}`` of ONNX vs torch on
     held-out test windows; input ``i`` may differ by ``tol * max(1, mean |x_i|)`` (:mod:`ocad.train._export`).
+    ``last_step``: the shipped graph computes only the forecast it returns
+    (:mod:`ocad.train._last_step`); its relative difference to the full graph and
+    to the torch model on the same windows (``max_rel_diff_full_graph``,
+    ``max_rel_diff_torch``, must be <= ``rtol`` = 1e-5).
 ``metrics``
     ``test`` and ``validation``: ``mse, mae, rmse, r2`` and ``naive_*`` of the
     last-value forecast, ``n``; ``beats_naive`` (test MAE < naive MAE).
@@ -123,6 +127,7 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
                      init_from: LoadedArtifact | None = None) -> ForecasterRun:
     """Train, export, check and publish the forecaster of one metric (see module docs)."""
     from ._export import check_parity, export_tcn_onnx, onnx_initializer_digest, ort_session, window_scale
+    from ._last_step import check_last_step, tcn_flops
     from ._tcn import evaluate_forecast, fit_tcn, predict
 
     t0 = time.perf_counter()
@@ -164,6 +169,7 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
         # The forecast is in metric units: the tolerance scales with each window's level.
         parity = check_parity(lambda b: predict(fit.model, b), onnx_path, px, tol=config.parity_tol,
                               input_name=INPUT_NAME, scale=window_scale(px))
+        parity["last_step"] = check_last_step(fit.model, onnx_path, px, input_name=INPUT_NAME)
         log.info("%s: ONNX parity max |diff| = %.3g over %d inputs", name, parity["max_abs_diff"], parity["n"])
         sess = ort_session(onnx_path, threads=config.threads)
 
@@ -204,6 +210,9 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
             "metric_spec": _spec_dict(spec),
             "model": {
                 "architecture": "tcn", "receptive_field": tcfg.receptive_field, "horizon": 1,
+                "graph": "last_step: only the returned forecast step is computed (ocad.train._last_step)",
+                "multiply_adds": tcn_flops(config.window, config.hidden, config.levels, config.kernel_size,
+                                           last_step=True),
                 "normalisation": "inside the model, per window: m = mean(x), s = max(std(x), 1e-3*|m| + 1e-6); "
                                  "y = m + s * net((x - m) / s)",
                 "onnx_initializer_sha256": onnx_initializer_digest(onnx_path),
