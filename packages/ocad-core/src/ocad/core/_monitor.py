@@ -170,31 +170,60 @@ class Monitor:
 
         reg = registry if registry is not None else default_registry()
         base = MonitorConfig.coerce(config)
-        arts, bad = [], []
-        for p in find_artifacts(path):
-            try:
-                arts.append(load_artifact(p))
-            except OcadArtifactError as exc:
-                if strict:
-                    raise
-                log.error("%s", exc)
-                bad.append(str(exc))
-        if not arts and not bad:
-            raise OcadArtifactError(str(path), "no artifacts found (expected manifest.json files)")
-        bad += _missing_artifact_packages(arts, strict=strict)
         known = reg.metrics(base.user_metrics)
         user = dict(base.user_metrics)
+        loaded: list[Any] = []
+        bad: list[str] = []
+
+        def refuse(exc: OcadArtifactError) -> None:
+            # Each artifact on its own: one broken artifact (or store pointer) never stops the others.
+            if strict:
+                raise exc
+            log.error("%s", exc)
+            bad.append(str(exc))
+
+        def unexpected(p: Any, exc: Exception) -> OcadArtifactError:
+            return OcadArtifactError(str(p), f"{type(exc).__name__}: {str(exc)[:300]}")
+
+        paths = find_artifacts(path, errors=None if strict else bad)
+        for e in bad:
+            log.error("%s", e)
+        for p in paths:
+            try:
+                loaded.append(load_artifact(p))
+            except OcadArtifactError as exc:
+                refuse(exc)
+            except (RecursionError, TypeError, ValueError, KeyError, AttributeError) as exc:
+                refuse(unexpected(p, exc))
+        if not loaded and not bad:
+            raise OcadArtifactError(str(path), "no artifacts found (expected manifest.json files)")
+        arts: list[Any] = []
         # Artifacts that record full metric specs first: their spec wins over a unit-only one.
-        for a in sorted(arts, key=lambda a: not a.manifest["inputs"].get("metric_specs")):
-            units = a.manifest["inputs"].get("units", {})
-            specs = a.manifest["inputs"].get("metric_specs") or {}
-            for m in a.manifest["inputs"]["metrics"]:
-                if m not in known and m not in user:
-                    spec = MetricSpec.from_mapping(m, specs[m]) if m in specs else \
-                        MetricSpec(m, unit=units.get(m, ""))
-                    d = spec.to_dict()
-                    del d["name"]
-                    user[m] = d
+        for a in sorted(loaded, key=lambda a: not (isinstance(a.manifest["inputs"].get("metric_specs"), dict)
+                                                   and a.manifest["inputs"]["metric_specs"])):
+            try:
+                added: dict[str, Any] = {}
+                units = a.manifest["inputs"].get("units", {})
+                specs = a.manifest["inputs"].get("metric_specs") or {}
+                for m in a.manifest["inputs"]["metrics"]:
+                    if m not in known and m not in user and m not in added:
+                        unit = units.get(m, "")
+                        if not isinstance(unit, str):
+                            raise OcadArtifactError(f"{a.name}@{a.version} ({a.path})",
+                                                    f"manifest field 'inputs.units.{m}' = {unit!r:.80} must be a string")
+                        spec = MetricSpec.from_mapping(m, specs[m]) if m in specs else MetricSpec(m, unit=unit)
+                        d = spec.to_dict()
+                        del d["name"]
+                        added[m] = d
+            except OcadArtifactError as exc:
+                refuse(exc)
+                continue
+            except (OcadConfigError, RecursionError, TypeError, ValueError, KeyError, AttributeError) as exc:
+                refuse(unexpected(a.path, exc))
+                continue
+            arts.append(a)
+            user.update(added)
+        bad += _missing_artifact_packages(arts, strict=strict)
 
         cfg = attrs.evolve(base, user_metrics=user, use_shipped_models=False)
         model_arts = [a for a in arts if a.kind != CORE_CALIBRATION_KIND]

@@ -64,6 +64,7 @@ from ocad.core.pipeline import FeatureEngine
 from ocad.core.plugins import ORAN_METRICS, Calibration, DetectorOutput, DetectorView
 
 from . import _manifest as mf
+from ._residual import NonFiniteModelOutput
 from ._session import SessionConfig, load_session
 
 __all__ = ["MULTIVARIATE_KIND", "MultivariateDetector"]
@@ -221,6 +222,10 @@ class MultivariateDetector:
         xb = np.ascontiguousarray(xb, dtype=np.float32)
         out = self.session.run([self.output_name], {self.input_name: xb})[0]
         r = -np.asarray(out, dtype=np.float64).reshape(rows.size, -1)[:, 0]
+        bad = ~np.isfinite(r) & np.isfinite(xb).all(axis=1)
+        if bad.any():  # a failure of the detector (counted and reported), not a silent NaN: see _residual
+            raise NonFiniteModelOutput(f"model {self.source} gave {int(bad.sum())} non-finite score(s) of "
+                                       f"{rows.size} (first: {-r[np.argmax(bad)]!r})")
         raw[rows] = np.where(np.isfinite(r), r, np.nan)
         return raw
 

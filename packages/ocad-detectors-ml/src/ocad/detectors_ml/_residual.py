@@ -137,6 +137,14 @@ class Forecaster:
         xb = np.ascontiguousarray(x[rows], dtype=np.float32)
         pred = self.session.run([self.output_name], {self.input_name: xb})[0]
         yhat = np.asarray(pred, dtype=np.float64).reshape(rows.size, -1)[:, 0]
+        bad = ~np.isfinite(yhat)
+        if bad.any():
+            # A NaN forecast would silently blind the detector, a +inf one make every residual look
+            # normal: either way the model cannot judge, which is a detector failure (counted in
+            # health()["detectors"], logged, disabled after max_consecutive_failures), not a quiet NaN.
+            raise NonFiniteModelOutput(
+                f"model {self.source} gave {int(bad.sum())} non-finite forecast(s) of {rows.size} "
+                f"for finite inputs (first: {yhat[np.argmax(bad)]!r})")
         level = xb.mean(axis=1, dtype=np.float64)
         e = self.sign * (y[rows] - yhat)
         if self.one_sided == "upper":
@@ -151,6 +159,10 @@ class Forecaster:
         obs[rows] = y[rows]
         exp[rows] = np.where(good, yhat, np.nan)
         return raw, obs, exp
+
+
+class NonFiniteModelOutput(ValueError):
+    """An ONNX model returned NaN or ±inf for finite inputs (raised from ``score``: a detector failure)."""
 
 
 @attrs.define(eq=False)

@@ -33,7 +33,9 @@ the same speed (``benchmarks/compare.py``, ``docs/performance.md``).
 Every session is created from the model file's *bytes* after their sha256 was
 checked against the manifest again, so the bytes that run are the bytes that
 were verified (no window between ``load_artifact`` and the session reading the
-path), and a model cannot pull in external data files or custom-op libraries.
+path), and a model cannot pull in external data files or custom-op libraries:
+the bytes are checked first (``ocad.core.artifacts._onnx_scan``: no tensor with
+external data, no operator domain but ONNX / ONNX-ML, no huge declared shape).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import attrs
 
 from ocad.core import OcadArtifactError, OcadConfigError
 from ocad.core.artifacts import LoadedArtifact
+from ocad.core.artifacts._onnx_scan import check_onnx_bytes
 
 __all__ = ["DEFAULT_SESSION_OPTIONS", "SessionConfig", "load_session"]
 
@@ -200,6 +203,10 @@ def load_session(artifact: LoadedArtifact, config: SessionConfig, role: str = "m
         raise OcadArtifactError(label, f"cannot read {entry['path']}: {exc}") from exc
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise OcadArtifactError(label, f"{entry['path']} changed after it was verified (sha256 mismatch)")
+    try:  # load_artifact checked it too; a LoadedArtifact built by hand did not go through it
+        check_onnx_bytes(data)
+    except ValueError as exc:
+        raise OcadArtifactError(label, f"refused to load {entry['path']}: {exc}") from None
     _check_providers(config.providers)
     try:
         return ort.InferenceSession(data, sess_options=config.session_options(),

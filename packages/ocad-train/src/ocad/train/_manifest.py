@@ -88,8 +88,11 @@ def publish_artifact(store: ModelStore | str | os.PathLike[str], manifest: Mappi
     st = store if isinstance(store, ModelStore) else ModelStore(store)
     st.init()
     name = str(manifest["name"])
-    v = version or st.next_version(name)
-    art = write_artifact(st.version_dir(name, str(v)), {**manifest, "version": str(v)}, files)
-    if promote:
-        st.promote(name, str(v))
+    # The store lock spans choosing the version, writing it and promoting it: two trainers
+    # publishing at once get two versions (and two history entries), not one OSError.
+    with st.lock():
+        v = version or st.next_version(name)
+        art = write_artifact(st.version_dir(name, str(v)), {**manifest, "version": str(v)}, files)
+        if promote:
+            st.promote(name, str(v))
     return art

@@ -517,19 +517,21 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
             f"too few normal rows: {int(train.sum())} training / {n_normal_val} validation feature rows "
             f"(window {window}, stride {stride}); the forest needs {need_tr} / {need_va}"))
     mv.setdefault("min_validation_rows", need_va)
-    version = cfg.version if cfg.version and cfg.version not in store.versions(name) else store.next_version(name)
-    config = {**mv, "version": version, "window": window, "stride": stride,
-              "feature_engine": _iforest.feature_engine_params(engine), "metrics": list(metrics)}
-    if hasattr(_iforest, "_config"):
-        _iforest._config(config)  # a wrong [multivariate] key is the user's error: raise it here
-    try:
-        art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
-                                            out_dir=store.version_dir(name, version), labels_val=lab[val],
-                                            seed=cfg.seed)
-    except OcadConfigError as exc:
-        # The config is valid, so this is the data (e.g. too many rows with missing features).
-        return None, FitDecision(name, False, str(exc))
-    store.promote(name, version)
+    with store.lock():  # choosing the version, writing and promoting it: one publisher at a time
+        version = cfg.version if cfg.version and cfg.version not in store.versions(name) \
+            else store.next_version(name)
+        config = {**mv, "version": version, "window": window, "stride": stride,
+                  "feature_engine": _iforest.feature_engine_params(engine), "metrics": list(metrics)}
+        if hasattr(_iforest, "_config"):
+            _iforest._config(config)  # a wrong [multivariate] key is the user's error: raise it here
+        try:
+            art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
+                                                out_dir=store.version_dir(name, version), labels_val=lab[val],
+                                                seed=cfg.seed)
+        except OcadConfigError as exc:
+            # The config is valid, so this is the data (e.g. too many rows with missing features).
+            return None, FitDecision(name, False, str(exc))
+        store.promote(name, version)
     return art, FitDecision(name, True, (f"on {metrics}: {int(train.sum())} training / {int(val.sum())} validation "
                                          f"rows (window {window}, stride {stride}, split {list(fractions)})"),
                             art.version)
