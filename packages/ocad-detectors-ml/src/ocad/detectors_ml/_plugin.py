@@ -109,12 +109,15 @@ def build_detectors(artifacts: Iterable[ModelArtifact], context: DetectorContext
         kind = art.manifest.get("kind")
         if kind not in (FORECASTER_KIND, MULTIVARIATE_KIND):
             continue
-        metrics = art.manifest.get("inputs", {}).get("metrics", [])
-        if require_metrics and not all(m in specs for m in metrics):
-            log.info("ocad ml plugin: %s@%s skipped: metrics %s are not all configured",
-                     art.name, art.version, metrics)
-            continue
         try:
+            metrics = art.manifest.get("inputs", {}).get("metrics", [])
+            if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+                raise OcadArtifactError(f"{art.name}@{art.version} ({art.path})",
+                                        f"manifest field 'inputs.metrics' = {metrics!r:.80} must be a list of names")
+            if require_metrics and not all(m in specs for m in metrics):
+                log.info("ocad ml plugin: %s@%s skipped: metrics %s are not all configured",
+                         art.name, art.version, metrics)
+                continue
             if kind == FORECASTER_KIND:
                 fc = Forecaster.from_artifact(art, session, specs.get(metrics[0]) if metrics else None)
                 if fc.metric in forecasters:
@@ -130,6 +133,12 @@ def build_detectors(artifacts: Iterable[ModelArtifact], context: DetectorContext
                 multi = MultivariateDetector.from_artifact(art, session=session, metrics=specs)
         except OcadArtifactError as exc:
             _problem(context, exc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a field no check above foresaw: this artifact only
+            _problem(context, OcadArtifactError(
+                f"{art.name}@{art.version} ({art.path})",
+                f"manifest not understood: {type(exc).__name__}: {str(exc)[:300]}"))
     out: list[Detector] = []
     if forecasters:
         # The Monitor's metric order, not the directory's: evidence columns read like the config.

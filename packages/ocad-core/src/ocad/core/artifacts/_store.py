@@ -162,7 +162,7 @@ class ModelStore:
         return self._read_active(name).get("version")
 
     def load(self, name: str, version: str | None = None) -> LoadedArtifact:
-        version = version or self.active(name)
+        version = self.active(name) if version is None else version
         if version is None:
             raise OcadArtifactError(name, f"no active version in store {self.root}")
         return load_artifact(self.version_dir(name, version))
