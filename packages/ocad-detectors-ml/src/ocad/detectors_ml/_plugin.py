@@ -36,7 +36,7 @@ from ocad.core.plugins import hookimpl
 
 from ._multivariate import MULTIVARIATE_KIND, MultivariateDetector
 from ._residual import FORECASTER_KIND, Forecaster, ResidualDetector
-from ._session import SessionConfig
+from ._session import SessionConfig, _check_providers
 
 if TYPE_CHECKING:
     from ocad.core.plugins import Detector, DetectorContext, ModelArtifact
@@ -100,6 +100,7 @@ def build_detectors(artifacts: Iterable[ModelArtifact], context: DetectorContext
     """
     _check_options(context)
     session = SessionConfig.from_mapping(context.session_options)
+    _check_providers(session.providers)  # the user's config: refuses to start, before any artifact
     specs = {s.name: s for s in context.metrics}
     forecasters: dict[str, Forecaster] = {}
     multi: MultivariateDetector | None = None
