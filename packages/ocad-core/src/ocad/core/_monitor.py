@@ -340,13 +340,14 @@ class Monitor:
 
     def _frame_batch(self, df: Any) -> Batch:
         cols = list(df.columns)
+        dup = sorted({str(c) for c in cols if cols.count(c) > 1})
+        if dup:
+            raise OcadValidationError("columns", dup, "duplicated column name(s): which one holds the data?")
         for req in ("endpoint_id", "ts"):
             if req not in cols:
                 raise OcadValidationError(req, None, f"DataFrame has no {req!r} column (columns: {cols})")
         if "metric" in cols and "value" in cols:
-            df = df.pivot_table(index=["endpoint_id", "ts"], columns="metric", values="value",
-                                aggfunc="first").reset_index()
-            cols = list(df.columns)
+            return self._long_batch(df)
         ts_col = df["ts"]
         if str(ts_col.dtype).startswith("datetime64") and ts_col.dt.tz is not None:
             ts_col = ts_col.dt.tz_convert(None)  # UTC, naive
@@ -354,10 +355,62 @@ class Monitor:
         ts = ts_col.to_numpy()
         values = {c: df[c].to_numpy() for c in cols if c not in ("endpoint_id", "ts")}
         values = {k: (v.astype(object) if v.dtype.kind == "O" else v) for k, v in values.items()}
-        for k in [k for k in values if k not in self.validator.names]:
-            self.stats.unknown_metrics[str(k)] += len(df)
-            del values[k]
+        # Unknown columns go to the Validator too: it counts them only once the call is accepted.
         return self.validator.from_columns(df["endpoint_id"].to_numpy(dtype=object), ts, values, self.stats)
+
+    def _long_batch(self, df: Any) -> Batch:
+        """Long format (endpoint_id, ts, metric, value) → one record per (endpoint_id, ts).
+
+        A metric named ``ts`` / ``endpoint_id`` (or ``metric`` / ``value``) refuses the call. Rows
+        without an endpoint or a time, and repeated (endpoint_id, ts, metric) rows (first kept),
+        are counted in ``dropped_records`` (``long_no_endpoint``, ``long_no_ts``,
+        ``long_duplicate``: rows, not records); rows of unknown metrics in ``unknown_metrics``;
+        a record whose values are all missing is kept (its values count as missing).
+        """
+        import pandas as pd
+
+        metric = df["metric"]
+        reserved = sorted({str(m) for m in pd.unique(metric.dropna()) if m in ("ts", "endpoint_id", "metric",
+                                                                                 "value")})
+        if reserved:
+            raise OcadValidationError("metric", reserved[0], "a long-format row may not name a reserved column "
+                                      "(ts, endpoint_id, metric, value) as its metric")
+        bad_metric = metric.map(lambda m: not isinstance(m, str) or not m)
+        if bad_metric.any():
+            i = int(np.argmax(bad_metric.to_numpy()))
+            raise OcadValidationError("metric", metric.iloc[i], "must be a non-empty string", index=i)
+        no_ep = df["endpoint_id"].isna().to_numpy()
+        no_ts = df["ts"].isna().to_numpy() & ~no_ep
+        keep = ~(no_ep | no_ts)
+        kept = df.loc[keep, ["endpoint_id", "ts", "metric", "value"]]
+        dup = kept.duplicated(["endpoint_id", "ts", "metric"], keep="first").to_numpy()
+        kept = kept.loc[~dup]
+        names = set(self.validator.names)
+        is_unknown = ~kept["metric"].isin(names).to_numpy()
+        unknown_counts = kept.loc[is_unknown, "metric"].value_counts()
+        # Records: every (endpoint_id, ts) with at least one row, also one whose rows are all unknown
+        # or all missing (its known metrics are missing, as in the wide format).
+        wide = kept.loc[~is_unknown].pivot(index=["endpoint_id", "ts"], columns="metric", values="value")
+        keys = kept[["endpoint_id", "ts"]].drop_duplicates()
+        wide = wide.reindex(pd.MultiIndex.from_frame(keys)).reset_index()
+        ts_col = wide["ts"]
+        if str(ts_col.dtype).startswith("datetime64") and ts_col.dt.tz is not None:
+            ts_col = ts_col.dt.tz_convert(None)
+        values = {}
+        for c in wide.columns:
+            if c in names:
+                v = wide[c].to_numpy()
+                values[c] = v.astype(object) if v.dtype.kind == "O" else v
+        batch = self.validator.from_columns(wide["endpoint_id"].to_numpy(dtype=object), ts_col.to_numpy(),
+                                            values, self.stats)
+        # Counted only now: a refused call (bad id, bad ts) changes no counter.
+        for m, n in unknown_counts.items():
+            self.stats.count_unknown(m, int(n))
+        for reason, n in (("long_no_endpoint", int(no_ep.sum())), ("long_no_ts", int(no_ts.sum())),
+                          ("long_duplicate", int(dup.sum()))):
+            if n:
+                self.stats.dropped_records[reason] += n
+        return batch
 
     def _process(self, batch: Batch) -> list[AlertEvent]:
         if len(batch) == 0:

@@ -79,6 +79,9 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
         rows = _csv_rows(reader, f)
+    dup = sorted({str(c) for c in header if header.count(c) > 1})
+    if dup:  # csv.DictReader would keep the last one silently
+        raise OcadValidationError("columns", dup, f"{p.name} has duplicated column name(s) in its header")
     for req in ("endpoint_id", "ts"):
         if req not in header:
             raise OcadValidationError(req, None, f"{p.name} has no {req!r} column (columns: {header})")
