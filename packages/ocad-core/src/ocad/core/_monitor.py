@@ -12,16 +12,21 @@ back of more than ``clock_reset_s``, which restarts that endpoint's window
 
 Concurrency: a Monitor is not thread-safe; use one Monitor per shard of
 endpoints (per thread, process or machine). Detectors are pure, so shards only
-share read-only models.
+share read-only models. Concurrent use is *detected*: a second thread calling
+``observe`` / ``observe_columns`` / ``score_frame`` / ``snapshot`` / ``restore`` /
+``calibrate`` while one of them runs gets an :class:`OcadError` at once (a
+non-blocking lock), never a half-applied tick.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import logging
 import os
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,12 +40,13 @@ import numpy as np
 from .pipeline._alerts import AlertEvent, AlertPolicy
 from ._config import MonitorConfig
 from .pipeline._composite import CompositeDetector, CompositeOutput
-from ._errors import OcadArtifactError, OcadConfigError, OcadValidationError
+from ._errors import OcadArtifactError, OcadConfigError, OcadError, OcadValidationError
 from ._labels import EndpointLabels, group_alerts
 from .pipeline._features import FeatureEngine
 from .plugins._registry import DetectorContext, PluginRegistry, default_registry
 from .pipeline._validate import Batch, ValidationStats, Validator
 from ._view import DetectorView, FeatureFrame
+from .pipeline._statecheck import check_policy_state, check_window_state
 from .pipeline._window import WindowStore
 
 __all__ = ["Monitor"]
@@ -51,6 +57,25 @@ log = logging.getLogger("ocad.monitor")
 DEFAULT_WEIGHTS = {"rule": 1.5, "spike": 0.5, "changepoint": 1.0, "continuity": 1.0, "concurrency": 0.5,
                    "residual": 1.5, "multivariate": 0.25}
 SNAPSHOT_VERSION = 1
+
+
+def _exclusive(method: Any) -> Any:
+    """One call at a time per Monitor: a concurrent call raises :class:`OcadError` instead of racing."""
+    @functools.wraps(method)
+    def wrapper(self: Monitor, *args: Any, **kwargs: Any) -> Any:
+        lock = self.__dict__.get("_busy")
+        if lock is None:  # a Monitor built without __init__ (from_snapshot of a subclass, tests)
+            lock = self.__dict__.setdefault("_busy", threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise OcadError(
+                f"Monitor.{method.__name__}: this Monitor is already in use by another call (another thread, "
+                "or a detector or callback calling back into it). A Monitor is not thread-safe: use one "
+                "Monitor per thread (shard the endpoints) or serialise the calls with your own lock")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            lock.release()
+    return wrapper
 
 
 def _is_frame(obj: Any) -> bool:
@@ -89,6 +114,7 @@ class Monitor:
     def __init__(self, config: MonitorConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
                  registry: PluginRegistry | None = None, detectors: Sequence[Any] | None = None,
                  extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None) -> None:
+        self._busy = threading.Lock()  # see _exclusive
         self.config = cfg = MonitorConfig.coerce(config)
         self.registry = registry if registry is not None else default_registry()
         self.strict = strict
@@ -321,6 +347,7 @@ class Monitor:
     def detectors(self) -> tuple[Any, ...]:
         return self.composite.detectors
 
+    @_exclusive
     def observe(self, records: Iterable[Mapping[str, Any]] | Any) -> list[AlertEvent]:
         """Feed samples; returns the alert events they caused (open / update / resolve).
 
@@ -328,12 +355,16 @@ class Monitor:
         or a pandas DataFrame of that shape (wide), or long format (endpoint_id, ts, metric, value).
         Raises :class:`OcadValidationError` only for structurally invalid records.
         """
+        return self._observe(records)
+
+    def _observe(self, records: Any) -> list[AlertEvent]:
         if _is_frame(records):
             batch = self._frame_batch(records)
         else:
             batch = self.validator.from_records(records, self.stats)
         return self._process(batch)
 
+    @_exclusive
     def observe_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any]) -> list[AlertEvent]:
         """Columnar fast path: arrays of endpoint ids, timestamps and ``{metric: values}``."""
         return self._process(self.validator.from_columns(endpoint_id, ts, values, self.stats))
@@ -500,6 +531,7 @@ class Monitor:
             d[n] = comp.detector_scores[:, j]
         return d
 
+    @_exclusive
     def score_frame(self, data: Any, *, as_frame: bool | None = None) -> Any:
         """Per-(endpoint, ts) composite and per-detector scores for ``data`` (records or DataFrame).
 
@@ -509,7 +541,7 @@ class Monitor:
         """
         self._score_sink = []
         try:
-            self.last_events = self.observe(data)
+            self.last_events = self._observe(data)
             parts = self._score_sink
         finally:
             self._score_sink = None
@@ -529,6 +561,7 @@ class Monitor:
         return out
 
     # -- calibration ------------------------------------------------------------
+    @_exclusive
     def calibrate(self, data: Any, *, every: int = 3) -> dict[str, Any]:
         """Fit every fittable detector on *normal* data and return the calibration document.
 
@@ -583,6 +616,7 @@ class Monitor:
         }
 
     # -- snapshot / restore ---------------------------------------------------------
+    @_exclusive
     def snapshot(self, path: str | os.PathLike[str]) -> Path:
         """Save window and alert state to ``path`` (a directory: ``windows.npz`` + ``state.json``).
 
@@ -609,6 +643,7 @@ class Monitor:
         os.replace(tmpj, p / "state.json")
         return p
 
+    @_exclusive
     def restore(self, path: str | os.PathLike[str]) -> Monitor:
         """Load state saved by :meth:`snapshot` into this (identically configured) Monitor.
 
@@ -621,6 +656,8 @@ class Monitor:
             npz = (p / "windows.npz").read_bytes()
         except (OSError, ValueError) as exc:
             raise OcadConfigError(f"snapshot {str(p)!r} cannot be read: {exc}") from exc
+        except RecursionError:
+            raise OcadConfigError(f"snapshot {str(p)!r}: state.json is nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("snapshot_version") != SNAPSHOT_VERSION:
             version = doc.get("snapshot_version") if isinstance(doc, dict) else None
             raise OcadConfigError(f"snapshot {str(p)!r}: unsupported version {version!r}")
@@ -638,13 +675,23 @@ class Monitor:
         policy = AlertPolicy(self.policy.config)
         try:
             with np.load(io.BytesIO(npz), allow_pickle=False) as z:
-                store.load_state({k: z[k] for k in z.files})
+                arrays = {k: z[k] for k in z.files}
+            # Values, not only shapes: a head out of range or a count < 0 would fail later, in observe.
+            check_window_state(arrays, window=self.window, n_metrics=len(self.metrics),
+                               capacity=self.config.capacity)
+            store.load_state(arrays)
             policy.load_state(doc["policy"])
+            held = set(store.endpoints())
+            for e, st in policy._states.items():
+                if e not in held:
+                    raise ValueError(f"alert state for {e!r:.80}, an endpoint the windows do not hold")
+                check_policy_state(e, st)
             stats = ValidationStats.from_dict(doc["validation"])
             # Snapshots older than endpoint labels have none: this Monitor's labels stay.
             labels = EndpointLabels.from_dict(doc["labels"]) if "labels" in doc else self.labels
-        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
-            raise OcadConfigError(f"snapshot {str(p)!r} is damaged: {type(exc).__name__}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError,
+                zipfile.BadZipFile) as exc:
+            raise OcadConfigError(f"snapshot {str(p)!r} is damaged: {type(exc).__name__}: {str(exc)[:300]}") from None
         policy.endpoint_labels = labels.get
         self.store, self.policy, self.stats, self.labels = store, policy, stats, labels
         return self
