@@ -681,6 +681,9 @@ class Monitor:
                                capacity=self.config.capacity)
             store.load_state(arrays)
             policy.load_state(doc["policy"])
+            for k, v in policy.counts.items():
+                if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError(f"policy.counts[{k!r:.40}] = {v!r:.40} must be an integer >= 0")
             held = set(store.endpoints())
             for e, st in policy._states.items():
                 if e not in held:
