@@ -231,3 +231,62 @@ def test_a_long_row_naming_a_reserved_column_is_refused(name):
         mon.observe(frame)
     assert ei.value.field == "metric"
     assert mon.health()["validation"]["records"] == 0 and len(mon.store) == 0
+
+
+# -- time ------------------------------------------------------------------------------------------------
+
+def _fault(e: str, t: float, bad: bool) -> dict[str, Any]:
+    return {"endpoint_id": e, "ts": t, "udp_echo_rtt_ms": 60.0 if bad else 4.0 + 0.1 * (int(t) % 3),
+            "lbm_rtt_ms": 60.0 if bad else 4.0, "lbm_success": 0 if bad else 1, "ccm_miss_count": 4 if bad else 0}
+
+
+def _open_alert_on_a(mon: Monitor, others: list[str]) -> float:
+    t = T0
+    for k in range(40):
+        t = T0 + 5.0 * k
+        mon.observe([_fault("a", t, k >= 25), *(_fault(e, t, False) for e in others)])
+    assert [al.endpoint_id for al in mon.policy.open_alerts()] == ["a"]
+    return t
+
+
+def test_a_clock_reset_resolves_the_open_alert_in_the_old_time_line():
+    """G1.10: after a reset the alert is not stuck behind a hold-down timer of the old time line."""
+    mon = new_monitor(clock_reset_s=300.0, warmup_samples=5)
+    t_last = _open_alert_on_a(mon, ["b", "c"])
+    events = mon.observe([_fault("a", T0 - 86_400.0, False)])  # the device's clock went back a day
+    assert [(ev.event, ev.alert.endpoint_id, ev.ts) for ev in events] == [("resolve", "a", t_last)]
+    assert mon.policy.open_alerts() == [] and mon.health()["validation"]["clock_resets"] == 1
+    for k in range(1, 30):  # healthy in the new time line: nothing reopens
+        assert [ev for ev in mon.observe([_fault("a", T0 - 86_400.0 + 5.0 * k, False)]) if ev.event == "open"] == []
+
+
+@pytest.mark.parametrize("rogue", [None, 1e12])
+def test_an_eviction_resolve_is_stamped_with_the_endpoints_own_last_sample(rogue):
+    """G1.10: not the newest timestamp ever seen (one wild clock would stamp every resolve, for good)."""
+    mon = new_monitor(idle_timeout_s=600.0, warmup_samples=5)
+    others = ["b", "c", "d", "e"]
+    t_last = _open_alert_on_a(mon, others)
+    if rogue is not None:
+        mon.observe([_fault("z", rogue, False)])
+    resolves = []
+    for k in range(1, 200):  # a falls silent; the fleet goes on until a is idle-evicted
+        evs = mon.observe([_fault(e, t_last + 5.0 * k, False) for e in others])
+        resolves += [ev for ev in evs if ev.event == "resolve"]
+        if resolves:
+            break
+    assert [(ev.alert.endpoint_id, ev.ts, ev.alert.resolved_ts) for ev in resolves] == [("a", t_last, t_last)]
+    assert mon.store.max_ts == (rogue or mon.store.max_ts)
+
+
+def test_float32_timestamps_are_refused_not_collapsed():
+    """G1.10: float32 has 128-second steps at today's epoch seconds: refused, naming ts."""
+    mon = new_monitor()
+    ts = (T0 + 5.0 * np.arange(10)).astype(np.float32)
+    with pytest.raises(OcadValidationError, match="float32") as ei:
+        mon.observe_columns(np.array(["a"] * 10, dtype=object), ts, {"udp_echo_rtt_ms": np.full(10, 4.0)})
+    assert ei.value.field == "ts"
+    with pytest.raises(OcadValidationError, match="float32"):
+        mon.observe([{"endpoint_id": "a", "ts": np.float32(T0), "udp_echo_rtt_ms": 4.0}])
+    assert mon.health()["validation"]["records"] == 0
+    mon.observe_columns(np.array(["a"] * 10, dtype=object), ts.astype(np.float64) + np.arange(10) * 0.0,
+                        {"udp_echo_rtt_ms": np.full(10, 4.0)})  # float64 of any origin is taken as it is

@@ -459,6 +459,7 @@ class Monitor:
 
     def _tick(self, b: Batch) -> list[AlertEvent]:
         store = self.store
+        reset_events: list[AlertEvent] = []
         known = store.lookup(b.endpoint_id)
         last = np.where(known >= 0, store.last_ts[known], -np.inf)
         if (b.ts <= last).any():  # a sample not newer than the endpoint's last one
@@ -473,21 +474,30 @@ class Monitor:
             if reset.any():
                 self.stats.clock_resets += int(reset.sum())
                 store.reset(known[reset])
+                # The endpoint starts a new time line: its open alert (whose hold-down timer is in the
+                # old one) resolves at its last sample of the old line, and its pending state goes.
+                for e, t_old in zip(b.endpoint_id[reset].tolist(), last[reset].tolist()):
+                    reset_events += self.policy.drop([e], float(t_old))
             if drop.any():
                 keep = np.flatnonzero(~drop)
                 b, known = b.take(keep), known[keep]
                 if len(b) == 0:
-                    return []
+                    return reset_events
         # Every endpoint known (the steady state): its rows are the ones just looked up.
         rows = known if known.size and known.min() >= 0 else store.rows(b.endpoint_id)
         store.append(rows, b.ts, b.values)
-        events: list[AlertEvent] = []
+        events: list[AlertEvent] = reset_events
         evicted = self._evict_idle(rows)
         if store.evicted_lru:  # evicted for capacity by rows(): forgotten like idle ones
             evicted = [*store.evicted_lru, *evicted]
             store.evicted_lru.clear()
         if evicted:
-            events += self.policy.drop(evicted, float(store.max_ts))
+            # Each open alert resolves at its endpoint's own last sample: one device with a wild clock
+            # must not stamp (and, through snapshots, keep stamping) every other device's resolve.
+            last_of = store.evicted_last_ts
+            for e in evicted:
+                events += self.policy.drop([e], float(last_of.get(e, store.max_ts)))
+        store.evicted_last_ts.clear()
         view = self._view(rows, b)
         comp = self.composite.score(view)
         events += self.policy.update(b.endpoint_id, b.ts, comp, ready=view.counts >= self.warmup_samples)

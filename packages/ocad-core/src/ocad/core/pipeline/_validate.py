@@ -206,6 +206,19 @@ def _check_endpoint(v: Any, index: int | None) -> str:
     return v
 
 
+def _refuse_narrow_float_ts(dtype: Any, ts: Any, index: int | None = None) -> None:
+    """float32 / float16 cannot hold epoch seconds (float32: 128 s steps in 2026): refused, not widened.
+
+    Widening would not bring the lost seconds back: the samples would collapse onto the same few
+    timestamps and be dropped as ``duplicate_ts``. Send float64 (or int64) epoch seconds.
+    """
+    if dtype is not None and getattr(dtype, "kind", None) == "f" and getattr(dtype, "itemsize", 8) < 8:
+        v = ts if index is not None else (ts[0] if len(ts) else ts)
+        raise OcadValidationError("ts", v, f"a {dtype} timestamp cannot hold epoch seconds (float32 has "
+                                  "128-second steps in 2026); send float64 or int64 epoch seconds",
+                                  index=index if index is not None else 0)
+
+
 def _is_pd_na(v: Any) -> bool:
     """``pandas.NA`` (the missing marker of nullable columns), recognised without importing pandas."""
     t = type(v)
@@ -244,7 +257,10 @@ class Validator:
             if "ts" not in rec:
                 raise OcadValidationError("ts", None, "missing", index=i)
             eps.append(_check_endpoint(rec["endpoint_id"], i))
-            tss.append(_ts_value(rec["ts"], i))
+            t = rec["ts"]
+            if type(t) in (np.float32, np.float16):
+                _refuse_narrow_float_ts(t.dtype, t, i)
+            tss.append(_ts_value(t, i))
             for n in self.names:
                 cols[n].append(rec.get(n))
             if len(rec) > 2:
@@ -267,6 +283,7 @@ class Validator:
         ep = np.asarray(endpoint_id, dtype=object).ravel()
         r = ep.shape[0]
         unique = self._check_ids(ep)
+        _refuse_narrow_float_ts(getattr(ts, "dtype", None), ts)
         ts_arr = self._ts_column(ts, r)
         # Every column is checked before anything is counted: a refused batch leaves stats as they were.
         cols: dict[int, np.ndarray] = {}
