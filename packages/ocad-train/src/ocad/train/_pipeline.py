@@ -208,7 +208,7 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
 
 def _write_report(store: ModelStore, table: SeriesTable, decisions: Sequence[FitDecision]) -> None:
     """``<store>/train_report.json``: the last run's decisions (atomically replaced)."""
-    from ocad.core.artifacts._store import _atomic_write_json
+    from ocad.core.artifacts._atomic import atomic_write_json as _atomic_write_json
 
     _atomic_write_json(store.root / "train_report.json", {
         "schema_version": 1,

@@ -40,6 +40,7 @@ LOCK_FILE = ".lock"
 #: What a model name or a version string may look like (it becomes a directory name).
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
+_atomic_write_json = atomic_write_json  # the name other modules imported before _atomic existed
 _held = threading.local()  # {resolved root: depth} of the store locks this thread holds
 
 
