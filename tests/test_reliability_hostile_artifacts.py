@@ -342,6 +342,18 @@ def test_store_version_strings_are_plain_names(tmp_path, bad):
         store.load("m", bad)
 
 
+def test_a_version_directory_symlinked_out_of_the_store_is_refused(tmp_path):
+    """G2.7: a valid name is not enough: the path must also resolve inside the store."""
+    store = ModelStore(tmp_path / "store").init()
+    _publish(store, b"one")
+    outside = tmp_path / "outside"
+    shutil.copytree(store.version_dir("m", "1.0.0"), outside)
+    os.symlink(outside, store.root / "m" / "versions" / "9.0.0")
+    with pytest.raises(OcadArtifactError, match="outside the model store"):
+        store.promote("m", "9.0.0")
+    assert store.active("m") == "1.0.0"
+
+
 def test_a_corrupt_active_pointer_is_reported_for_its_model_only(tmp_path):
     """G2.6: ``active.json`` pointing outside, not JSON, or with a bad history: that model only."""
     root = _copy_shipped(tmp_path / "ship")
