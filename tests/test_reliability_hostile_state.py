@@ -335,3 +335,10 @@ def test_a_monitor_shared_by_threads_refuses_the_concurrent_call_and_loses_nothi
     assert v["values_accepted"] == 50 * sum(accepted)
     assert int(mon.store.count[mon.store.lookup([f"t{k}-0" for k in range(4)])].sum()) == sum(accepted)
     assert sum(refused) > 0, "the threads never overlapped: the test proved nothing"
+
+
+@pytest.mark.parametrize("window", [float("nan"), None, 0, True, "8"])
+def test_a_detector_passed_directly_with_an_unusable_window_is_refused_clearly(window):
+    """G3.5: not a ValueError from deep inside the composite, an OcadConfigError naming the detector."""
+    with pytest.raises(OcadConfigError, match="odd_window"):
+        Monitor(CFG, registry=PluginRegistry(autoload=False), extra_detectors=[Det("odd_window", window=window)])

@@ -133,6 +133,15 @@ class Monitor:
                                        session_options=cfg.onnxruntime, strict=strict)
         dets = list(detectors) if detectors is not None else self.registry.detectors(self.context, strict=strict)
         dets += list(extra_detectors)
+        if detectors is not None or extra_detectors:
+            # The registry checked its plugins' detectors; these came straight from the caller.
+            from .plugins._protocols import Detector
+            from .plugins._registry import _detector_problem
+
+            for d in dets:
+                problem = _detector_problem(d, Detector)
+                if problem is not None:
+                    raise OcadConfigError(f"detector refused: {problem}")
         dets = [d for d in dets if cfg.enabled(d.name)]
         self._load_default_calibration(dets)
         weights = {**DEFAULT_WEIGHTS, **cfg.weights()}
