@@ -302,6 +302,18 @@ def test_fuzzed_manifests_are_isolated_per_artifact(tmp_path_factory, shipped, d
         assert errors, f"strict refused ({exc}) what lenient accepted silently"
 
 
+def test_a_manifest_cannot_size_the_window_store(tmp_path):
+    """G2.6: a model window of a million samples would make every endpoint row gigabytes: refused."""
+    d = _copy_shipped(tmp_path / "models")
+    m = json.loads((d / TCN / "manifest.json").read_text())
+    m["inputs"]["window"] = 1_000_000
+    (d / TCN / "manifest.json").write_text(json.dumps(m))
+    mon = Monitor.from_model_dir(d, registry=registry())
+    (err,) = mon.health()["artifact_errors"]
+    assert TCN in err and "inputs.window" in err and "1..10000" in err
+    assert mon.window < 1000
+
+
 def test_a_symlinked_manifest_out_of_the_directory_is_refused(tmp_path):
     """G2.5: the manifest itself may not be a symlink out of its artifact directory."""
     d = _copy_shipped(tmp_path / "models")

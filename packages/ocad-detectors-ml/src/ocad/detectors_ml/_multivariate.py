@@ -154,7 +154,7 @@ class MultivariateDetector:
         scale_input = sc is not None and not bool(mf.get(art, "scaler_in_graph", False))
 
         win = mf.get(art, "inputs.window", None)
-        train_window = None if win is None else mf.get_int(art, "inputs.window")
+        train_window = None if win is None else mf.get_int(art, "inputs.window", maximum=mf.MAX_WINDOW)
         fe = mf.get(art, "inputs.feature_engine", None)
         fe = dict(fe) if isinstance(fe, Mapping) else {}
         params = {p: float(fe[p]) for p in _ENGINE_PARAMS if p in fe}

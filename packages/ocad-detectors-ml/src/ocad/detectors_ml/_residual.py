@@ -98,7 +98,7 @@ class Forecaster:
         if not isinstance(metrics, list) or len(metrics) != 1 or not isinstance(metrics[0], str):
             raise OcadArtifactError(where, f"inputs.metrics = {metrics!r}: a forecaster has exactly one metric")
         metric = metrics[0]
-        window = mf.get_int(art, "inputs.window")
+        window = mf.get_int(art, "inputs.window", maximum=mf.MAX_WINDOW)
         dtype = mf.get_str(art, "inputs.dtype", "float32")
         if dtype != "float32":
             raise OcadArtifactError(where, f"inputs.dtype = {dtype!r}: only float32 models are supported")

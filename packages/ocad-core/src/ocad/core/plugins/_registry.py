@@ -235,6 +235,10 @@ class PluginRegistry:
         self.call_each("ocad_cli_commands", subparsers=subparsers)
 
 
+#: The longest history a plugin's detector may ask for (samples): the Monitor's window store holds
+#: ``rows × metrics × window`` float32 for every endpoint, so a plugin must not be able to size it.
+MAX_WINDOW = 10_000
+
 #: Hooks that receive the user's configuration (``context``): an OcadConfigError there is the config's.
 _CONFIG_HOOKS = frozenset({"ocad_detectors", "ocad_artifact_detectors"})
 
@@ -247,8 +251,8 @@ def _detector_problem(det: Any, protocol: type) -> str | None:
         name, window, kind = det.name, det.window, getattr(det, "kind", det.name)
         if not isinstance(name, str) or not name:
             return f"detector name {name!r:.80} must be a non-empty string"
-        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= 1_000_000:
-            return f"detector {name!r}: window = {window!r:.80} must be an integer in 1..1000000"
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= MAX_WINDOW:
+            return f"detector {name!r}: window = {window!r:.80} must be an integer in 1..{MAX_WINDOW}"
         if not isinstance(kind, str) or not kind:
             return f"detector {name!r}: kind = {kind!r:.80} must be a non-empty string"
         if not callable(getattr(det, "score", None)):
