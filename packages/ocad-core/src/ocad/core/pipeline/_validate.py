@@ -64,6 +64,7 @@ OTHER_UNKNOWN = "<other>"
 MAX_UNKNOWN_NAME_LEN = 128
 # C0 and C1 control characters, DEL, lone surrogates: never part of an endpoint id.
 _BAD_ID_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NARROW_FLOATS = frozenset({np.float32, np.float16})
 #: The window store holds float32: a larger magnitude would become ±inf there.
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -206,6 +207,13 @@ def _check_endpoint(v: Any, index: int | None) -> str:
     return v
 
 
+def _check_id_text(ids: Any) -> None:
+    """Non-empty strings already: one pass over the joined ids finds a control character or a long id."""
+    if len(ids) and (max(map(len, ids)) > MAX_ENDPOINT_ID_LEN or _BAD_ID_CHARS.search("".join(ids))):
+        for i, e in enumerate(ids):
+            _check_endpoint(e, i)
+
+
 def _refuse_narrow_float_ts(dtype: Any, ts: Any, index: int | None = None) -> None:
     """float32 / float16 cannot hold epoch seconds (float32: 128 s steps in 2026): refused, not widened.
 
@@ -256,9 +264,12 @@ class Validator:
                 raise OcadValidationError("endpoint_id", None, "missing", index=i)
             if "ts" not in rec:
                 raise OcadValidationError("ts", None, "missing", index=i)
-            eps.append(_check_endpoint(rec["endpoint_id"], i))
+            e = rec["endpoint_id"]
+            if not isinstance(e, str) or not e:
+                _check_endpoint(e, i)
+            eps.append(e)
             t = rec["ts"]
-            if type(t) in (np.float32, np.float16):
+            if type(t) in _NARROW_FLOATS:
                 _refuse_narrow_float_ts(t.dtype, t, i)
             tss.append(_ts_value(t, i))
             for n in self.names:
@@ -267,6 +278,7 @@ class Validator:
                 for k in rec:
                     if k not in self._index and k not in RESERVED:
                         unknown[k if isinstance(k, str) else repr(k)] += 1
+        _check_id_text(eps)
         for k, n in unknown.items():
             stats.count_unknown(k, n)
         r = len(eps)
@@ -328,10 +340,7 @@ class Validator:
         for i, e in enumerate(ep):
             if not isinstance(e, str) or not e:
                 _check_endpoint(e, i)
-        # All strings now: one pass over the joined ids finds a control character or a long id.
-        if r and (max(map(len, ep)) > MAX_ENDPOINT_ID_LEN or _BAD_ID_CHARS.search("".join(ep))):
-            for i, e in enumerate(ep):
-                _check_endpoint(e, i)
+        _check_id_text(ep)
         unique = r <= 1 or len(set(ep.tolist())) == r
         if r >= _IDS_CACHE_MIN:
             self._ids_cache = (ep.copy(), unique)
