@@ -290,3 +290,14 @@ def test_float32_timestamps_are_refused_not_collapsed():
     assert mon.health()["validation"]["records"] == 0
     mon.observe_columns(np.array(["a"] * 10, dtype=object), ts.astype(np.float64) + np.arange(10) * 0.0,
                         {"udp_echo_rtt_ms": np.full(10, 4.0)})  # float64 of any origin is taken as it is
+
+
+def test_a_long_csv_row_naming_ts_as_its_metric_is_refused(tmp_path):
+    """G1.9, files: a row with metric 'ts' would rewrite the record's time (the CLI reader)."""
+    from ocad.core.tooling._io import read_records
+
+    p = tmp_path / "long.csv"
+    p.write_text(f"endpoint_id,ts,metric,value\ne0,{T0},udp_echo_rtt_ms,4.0\ne0,{T0},ts,1e12\n")
+    with pytest.raises(OcadValidationError, match="reserved") as ei:
+        read_records(p)
+    assert ei.value.field == "metric"
