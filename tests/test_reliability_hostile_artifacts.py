@@ -452,3 +452,48 @@ def test_non_finite_model_output_is_a_counted_detector_failure(shipped, value):
         assert h[name]["failures"] >= 1 and "non-finite" in h[name]["last_error"], h[name]
         assert h[name]["disabled"]
     assert all(h[n]["failures"] == 0 for n in h if n not in ("residual", "multivariate"))
+
+
+RUNTIME_BOMB = r"""
+import json, resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # if the cap failed, fail here, not the host
+import numpy as np
+from ocad.core import Monitor
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling import generate_fleet
+import ocad.detectors_ml._plugin as ml_plugin
+mon = Monitor.from_model_dir(sys.argv[1], registry=PluginRegistry(autoload=False, plugins=[ml_plugin]))
+assert mon.health()["artifact_errors"] == [], mon.health()["artifact_errors"]
+for cols in generate_fleet(3, 50 * 5.0, seed=1, faults=False).iter_ticks():
+    mon.observe_columns(*cols)
+h = mon.health()["detectors"]
+print(json.dumps({"residual": h["residual"], "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def test_a_graph_allocating_gigabytes_at_run_time_is_a_detector_failure(tmp_path):
+    """G2.8: no byte check sees ConstantOfShape([2^29]); the capped onnxruntime arena refuses it."""
+    import subprocess
+    import sys as _sys
+
+    d = _copy_shipped(tmp_path / "models")
+    shape = helper.make_tensor("s", TensorProto.INT64, [1], [1 << 29])  # 2 GiB of float32
+    g = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1),
+         helper.make_node("Constant", [], ["shp"], value=shape),
+         helper.make_node("ConstantOfShape", ["shp"], ["big"],
+                          value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+         helper.make_node("ReduceSum", ["big"], ["s"], keepdims=0),
+         helper.make_node("Add", ["m", "s"], ["y"])], "bomb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])])
+    _save(d / TCN, helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    env = {**os.environ, "OCAD_ORT_ARENA_MAX_BYTES": str(256 << 20), "OCAD_PLUGINS_AUTOLOAD": "0"}
+    out = subprocess.run([_sys.executable, "-c", RUNTIME_BOMB, str(d)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["residual"]["failures"] >= 1 and res["residual"]["disabled"], res
+    assert "smaller than requested bytes" in res["residual"]["last_error"], res
+    assert res["rss_mb"] < 1500, res
