@@ -54,13 +54,16 @@ if where == "copy":          # half of the model file is in the temporary direct
             f.flush()
             stop_here()
     shutil.copyfile = slow_copy
-else:                        # fsync #1: the manifest, before the rename; #2: active.json (promote)
-    n_target = {"before_rename": 1, "promote": 2}[where]
-    real_fsync, calls = os.fsync, [0]
+else:                        # right after the fsync of the manifest (before the rename) or of active.json
+    target = {"before_rename": "manifest.json", "promote": ".active.json."}[where]
+    real_fsync = os.fsync
     def fsync(fd):
         real_fsync(fd)
-        calls[0] += 1
-        if calls[0] == n_target:
+        try:
+            name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return
+        if name.startswith(target) if target.startswith(".") else name == target:
             stop_here()
     os.fsync = fsync
 

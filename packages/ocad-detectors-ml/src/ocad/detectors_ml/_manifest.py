@@ -48,10 +48,17 @@ def get_float(art: LoadedArtifact, dotted: str, default: Any = _MISSING, *, posi
     return float(v)
 
 
-def get_int(art: LoadedArtifact, dotted: str, default: Any = _MISSING, *, minimum: int = 1) -> int:
+#: The longest model input window accepted from a manifest: the Monitor's window store holds
+#: ``rows × metrics × window`` float32, so a manifest must not be able to size it (a memory bomb).
+MAX_WINDOW = 10_000
+
+
+def get_int(art: LoadedArtifact, dotted: str, default: Any = _MISSING, *, minimum: int = 1,
+            maximum: int | None = None) -> int:
     v = get(art, dotted, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise OcadArtifactError(label(art), f"manifest field {dotted!r} = {v!r} must be an integer >= {minimum}")
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum or (maximum is not None and v > maximum):
+        need = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise OcadArtifactError(label(art), f"manifest field {dotted!r} = {v!r:.80} must be an integer {need}")
     return v
 
 

@@ -66,6 +66,7 @@ from ocad.core.pipeline import FeatureEngine
 from ocad.core.plugins import ORAN_METRICS, Calibration, DetectorOutput, DetectorView
 
 from . import _manifest as mf
+from ._residual import NonFiniteModelOutput
 from ._session import SessionConfig, load_session
 
 __all__ = ["BLOCK_ROWS", "MULTIVARIATE_KIND", "MultivariateDetector"]
@@ -157,7 +158,7 @@ class MultivariateDetector:
         scale_input = sc is not None and not bool(mf.get(art, "scaler_in_graph", False))
 
         win = mf.get(art, "inputs.window", None)
-        train_window = None if win is None else mf.get_int(art, "inputs.window")
+        train_window = None if win is None else mf.get_int(art, "inputs.window", maximum=mf.MAX_WINDOW)
         fe = mf.get(art, "inputs.feature_engine", None)
         fe = dict(fe) if isinstance(fe, Mapping) else {}
         params = {p: float(fe[p]) for p in _ENGINE_PARAMS if p in fe}
@@ -231,6 +232,10 @@ class MultivariateDetector:
             xb = np.ascontiguousarray(xb, dtype=np.float32)
             out = self.session.run([self.output_name], {self.input_name: xb})[0]
             r = -np.asarray(out, dtype=np.float64).reshape(blk.size, -1)[:, 0]
+            bad = ~np.isfinite(r) & np.isfinite(xb).all(axis=1)
+            if bad.any():  # a failure of the detector (counted and reported), not a silent NaN: see _residual
+                raise NonFiniteModelOutput(f"model {self.source} gave {int(bad.sum())} non-finite score(s) of "
+                                           f"{blk.size} (first: {-r[np.argmax(bad)]!r})")
             raw[blk] = np.where(np.isfinite(r), r, np.nan)
         return raw
 

@@ -109,7 +109,7 @@ class Forecaster:
         if not isinstance(metrics, list) or len(metrics) != 1 or not isinstance(metrics[0], str):
             raise OcadArtifactError(where, f"inputs.metrics = {metrics!r}: a forecaster has exactly one metric")
         metric = metrics[0]
-        window = mf.get_int(art, "inputs.window")
+        window = mf.get_int(art, "inputs.window", maximum=mf.MAX_WINDOW)
         dtype = mf.get_str(art, "inputs.dtype", "float32")
         if dtype != "float32":
             raise OcadArtifactError(where, f"inputs.dtype = {dtype!r}: only float32 models are supported")
@@ -155,6 +155,14 @@ class Forecaster:
             blk = xb[i:i + step]
             pred = self.session.run([self.output_name], {self.input_name: blk})[0]
             yhat[i:i + blk.shape[0]] = np.asarray(pred, dtype=np.float64).reshape(blk.shape[0], -1)[:, 0]
+        bad = ~np.isfinite(yhat)
+        if bad.any():
+            # A NaN forecast would silently blind the detector, a +inf one make every residual look
+            # normal: either way the model cannot judge, which is a detector failure (counted in
+            # health()["detectors"], logged, disabled after max_consecutive_failures), not a quiet NaN.
+            raise NonFiniteModelOutput(
+                f"model {self.source} gave {int(bad.sum())} non-finite forecast(s) of {rows.size} "
+                f"for finite inputs (first: {yhat[np.argmax(bad)]!r})")
         level = xb.mean(axis=1, dtype=np.float64)
         e = self.sign * (y[rows] - yhat)
         if self.one_sided == "upper":
@@ -169,6 +177,10 @@ class Forecaster:
         obs[rows] = y[rows]
         exp[rows] = np.where(good, yhat, np.nan)
         return raw, obs, exp
+
+
+class NonFiniteModelOutput(ValueError):
+    """An ONNX model returned NaN or ±inf for finite inputs (raised from ``score``: a detector failure)."""
 
 
 @attrs.define(eq=False)

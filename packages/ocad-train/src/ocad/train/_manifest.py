@@ -100,16 +100,19 @@ def publish_artifact(store: ModelStore | str | os.PathLike[str], manifest: Mappi
     st = store if isinstance(store, ModelStore) else ModelStore(store)
     st.init()
     name = str(manifest["name"])
-    same = st.same_as(name, manifest) if dedupe else None
-    if same is not None:
-        st.record(name, "duplicate", same, note=duplicate_note(same))
+    # The store lock spans choosing the version, writing it and promoting it: two trainers
+    # publishing at once get two versions (and two history entries), not one OSError.
+    with st.lock():
+        same = st.same_as(name, manifest) if dedupe else None
+        if same is not None:
+            st.record(name, "duplicate", same, note=duplicate_note(same))
+            if promote:
+                st.promote(name, same)
+            return st.load(name, same)
+        v = version or st.next_version(name)
+        art = write_artifact(st.version_dir(name, str(v)), {**manifest, "version": str(v)}, files)
         if promote:
-            st.promote(name, same)
-        return st.load(name, same)
-    v = version or st.next_version(name)
-    art = write_artifact(st.version_dir(name, str(v)), {**manifest, "version": str(v)}, files)
-    if promote:
-        st.promote(name, str(v))
-    else:
-        st.record(name, "candidate", str(v))
+            st.promote(name, str(v))
+        else:
+            st.record(name, "candidate", str(v))
     return art

@@ -220,7 +220,7 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
 
 def _write_report(store: ModelStore, table: SeriesTable, decisions: Sequence[FitDecision]) -> None:
     """``<store>/train_report.json``: the last run's decisions (atomically replaced)."""
-    from ocad.core.artifacts._store import _atomic_write_json
+    from ocad.core.artifacts._atomic import atomic_write_json as _atomic_write_json
 
     _atomic_write_json(store.root / "train_report.json", {
         "schema_version": 1,
@@ -585,18 +585,20 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
             if tuned is not None:
                 tuned.update(res)
     mv.setdefault("min_validation_rows", need_va)
-    version = cfg.version if cfg.version and cfg.version not in store.versions(name) else store.next_version(name)
-    config = {**mv, "version": version, "window": window, "stride": stride,
-              "feature_engine": _iforest.feature_engine_params(engine), "metrics": list(metrics)}
-    if hasattr(_iforest, "_config"):
-        _iforest._config(config)  # a wrong [multivariate] key is the user's error: raise it here
-    try:
-        art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
-                                            out_dir=store.version_dir(name, version), labels_val=lab[val],
-                                            seed=cfg.seed)
-    except OcadConfigError as exc:
-        # The config is valid, so this is the data (e.g. too many rows with missing features).
-        return None, FitDecision(name, False, str(exc))
+    with store.lock():  # choosing the version, writing and promoting it: one publisher at a time
+        version = cfg.version if cfg.version and cfg.version not in store.versions(name) \
+            else store.next_version(name)
+        config = {**mv, "version": version, "window": window, "stride": stride,
+                  "feature_engine": _iforest.feature_engine_params(engine), "metrics": list(metrics)}
+        if hasattr(_iforest, "_config"):
+            _iforest._config(config)  # a wrong [multivariate] key is the user's error: raise it here
+        try:
+            art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
+                                                out_dir=store.version_dir(name, version), labels_val=lab[val],
+                                                seed=cfg.seed)
+        except OcadConfigError as exc:
+            # The config is valid, so this is the data (e.g. too many rows with missing features).
+            return None, FitDecision(name, False, str(exc))
     return art, FitDecision(name, True, (f"on {metrics}: {int(train.sum())} training / {int(val.sum())} validation "
                                          f"rows (window {window}, stride {stride}, split {list(fractions)})"),
                             art.version)
