@@ -120,7 +120,7 @@ CASES: dict[str, tuple[str, Callable[[Path], None], str, type[OcadError]]] = {
     # name: (artifact, break it, problem (regex), strict error)
     "tampered": (TCN, tamper, r"sha256 mismatch.*modified or truncated", OcadArtifactError),
     "truncated": (TCN, truncate, r"sha256 mismatch.*modified or truncated", OcadArtifactError),
-    "truncated-rehashed": (TCN, truncate_rehashed, r"onnxruntime cannot load model\.onnx", OcadPluginError),
+    "truncated-rehashed": (TCN, truncate_rehashed, r"(onnxruntime cannot load|refused to load) model\.onnx", OcadPluginError),
     "iforest-tampered": (IFOREST, tamper, r"sha256 mismatch", OcadArtifactError),
     "missing-field": (IFOREST, lambda d: _edit(d, lambda m: m.pop("calibration")),
                       r"missing required field\(s\) \['calibration'\]", OcadArtifactError),

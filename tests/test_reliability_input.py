@@ -34,6 +34,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -66,13 +67,18 @@ def test_the_stack_under_test_is_the_full_one():
 
 # -- the policy, written independently of the implementation ------------------------------------
 
+F32_MAX = float(np.finfo(np.float32).max)  # the window store holds float32
+
+
 def classify(spec: MetricSpec, value: Any) -> str:
-    if value is None:
+    if value is None or value is pd.NA:
         return "missing"
     if isinstance(value, (bool, np.bool_)):
         if spec.kind is not MetricKind.BOOLEAN:
             return "wrong_type"
         f = float(value)
+    elif isinstance(value, np.timedelta64):  # numpy calls it an integer; it is a duration
+        return "wrong_type"
     elif isinstance(value, numbers.Real):
         try:
             f = float(value)
@@ -84,7 +90,8 @@ def classify(spec: MetricSpec, value: Any) -> str:
         return "missing"
     if math.isinf(f):
         return "non_finite"
-    if not spec.low <= f <= spec.high or (spec.kind is MetricKind.BOOLEAN and f not in (0.0, 1.0)):
+    if not max(spec.low, -F32_MAX) <= f <= min(spec.high, F32_MAX) or \
+            (spec.kind is MetricKind.BOOLEAN and f not in (0.0, 1.0)):
         return "out_of_range"
     if spec.kind is MetricKind.COUNT and f != round(f):
         return "not_integer"
@@ -158,7 +165,10 @@ ODD = st.one_of(
     st.text(max_size=3),
     st.sampled_from([math.nan, math.inf, -math.inf, -1.0, -1e-9, 1e308, -1e308, 10**400, 2**64, 60_000.0,
                      60_000.5, 1_000_000, 0.5, "12", b"1", "", np.float32(2.5), np.int64(-3), np.uint8(7),
-                     np.bool_(True), np.float32("nan"), Fraction(1, 3), Decimal("2"), 3 + 0j, [1], object()]),
+                     np.bool_(True), np.float32("nan"), Fraction(1, 3), Decimal("2"), 3 + 0j, [1], object(),
+                     # beyond float32 (would be ±inf in the store), durations, pandas' missing marker
+                     3.5e38, -3.5e38, 1e39, np.float64(1e300), np.timedelta64(5, "s"), np.timedelta64("NaT"),
+                     pd.NA, np.datetime64("2026-01-01")]),
 )
 UNKNOWN = ["bfd_flaps", "RTT", "ptp_offset_ns"]
 #: Offsets of a record's ts from its call's clock: in step, jitter, duplicates, out of order, jumps back
@@ -192,7 +202,10 @@ _NAIVE = dt.datetime(2026, 1, 1)
 BAD_RECORD = st.one_of(
     st.sampled_from(["e0", 3, None, ["endpoint_id"]]),  # not a mapping (records only)
     st.fixed_dictionaries({"ts": st.just(T0)}),  # no endpoint_id (records only)
-    st.fixed_dictionaries({"endpoint_id": st.sampled_from(["", None, 5, b"e0"]), "ts": st.just(T0)}),
+    # not a string, empty, a control character (a trailing NUL would merge "e0\x00" into "e0" in numpy),
+    # a lone surrogate, longer than MAX_ENDPOINT_ID_LEN
+    st.fixed_dictionaries({"endpoint_id": st.sampled_from(["", None, 5, b"e0", "e0\x00", "e\n1", "\x7fe",
+                                                           "e\ud800", "x" * 257]), "ts": st.just(T0)}),
     st.fixed_dictionaries({"endpoint_id": st.just("e0"),
                            "ts": st.sampled_from([None, math.nan, math.inf, -math.inf, "5", True, 10**400,
                                                   _NAIVE])}),
@@ -205,11 +218,11 @@ def stream_st(draw) -> list[tuple[str, list[Any], int | None]]:
     for c in range(draw(st.integers(1, 7))):
         clock = T0 + 30.0 * c
         recs: list[Any] = draw(st.lists(record_st(clock), min_size=1, max_size=7))
-        mode = draw(st.sampled_from(["records", "columns"]))
+        mode = draw(st.sampled_from(["records", "columns", "frame"]))
         bad_at = None
         if draw(st.integers(0, 9)) == 0:
             bad = draw(BAD_RECORD)
-            if mode == "columns" and not (isinstance(bad, dict) and "endpoint_id" in bad):
+            if mode != "records" and not (isinstance(bad, dict) and "endpoint_id" in bad):
                 mode = "records"
             bad_at = draw(st.integers(0, len(recs)))
             recs.insert(bad_at, bad)
@@ -270,6 +283,12 @@ def test_streams_of_bad_input_are_counted_never_fatal(stream):
         try:
             if mode == "records":
                 out = mon.score_frame(recs, as_frame=False)
+            elif mode == "frame":  # a wide DataFrame: object columns where the cells are odd
+                frame = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in as_columns(recs)[2].items()})
+                frame.insert(0, "ts", pd.Series(as_columns(recs)[1], dtype=object))
+                frame.insert(0, "endpoint_id", pd.Series(as_columns(recs)[0], dtype=object))
+                mon.observe(frame)
+                out = None
             else:
                 mon.observe_columns(*as_columns(recs))
                 out = None

@@ -54,20 +54,24 @@ if where == "copy":          # half of the model file is in the temporary direct
             f.flush()
             stop_here()
     shutil.copyfile = slow_copy
-else:                        # fsync #1: the manifest, before the rename; #2: active.json (promote)
-    n_target = {"before_rename": 1, "promote": 2}[where]
-    real_fsync, calls = os.fsync, [0]
+else:                        # right after the fsync of the manifest (before the rename) or of active.json
+    target = {"before_rename": "manifest.json", "promote": ".active.json."}[where]
+    real_fsync = os.fsync
     def fsync(fd):
         real_fsync(fd)
-        calls[0] += 1
-        if calls[0] == n_target:
+        try:
+            name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return
+        if name.startswith(target) if target.startswith(".") else name == target:
             stop_here()
     os.fsync = fsync
 
 import json
 from ocad.train import publish_artifact
 manifest = json.loads(Path(manifest_path).read_text())
-publish_artifact(store_root, manifest, {"model": ("model.onnx", Path(model_path))})
+# dedupe=False: the same manifest again must still be written (this tests the write path)
+publish_artifact(store_root, manifest, {"model": ("model.onnx", Path(model_path))}, dedupe=False)
 os._exit(4)                  # the write finished: the kill came too late
 """
 
@@ -145,6 +149,6 @@ def test_sigkill_during_publish_keeps_the_active_version(store, tmp_path, where)
 
     # The next publish is not blocked by what the killed process left behind.
     manifest = json.loads(mpath.read_text())
-    nxt = publish_artifact(st, manifest, {"model": ("model.onnx", model)})
+    nxt = publish_artifact(st, manifest, {"model": ("model.onnx", model)}, dedupe=False)
     expected = "1.2.0" if where == "promote" else "1.1.0"
     assert nxt.version == expected and st.active(NAME) == expected

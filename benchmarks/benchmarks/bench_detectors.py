@@ -50,3 +50,35 @@ class FeatureSuite:
 
     def peakmem_compute(self, n: int) -> None:
         self.engine.compute(self.values, self.ts)
+
+
+class ResidualBlockSuite:
+    """The residual detector on one tick of 10 000 endpoints, forecasters run in blocks of ``rows``.
+
+    ``rows`` = 1 000 000: one ``session.run`` per metric for the whole tick (before issue #12).
+    Time and peak memory: onnxruntime keeps every intermediate tensor of a call.
+    """
+
+    params = [[64, 256, 1_024, 4_096, 1_000_000], [10_000]]
+    param_names = ["rows", "endpoints"]
+    timeout = 600
+    repeat = (1, 10, 10.0)
+
+    def setup(self, rows: int, n: int) -> None:
+        mon = make_monitor(ml=True)
+        dets = {d.name: d for d in mon.detectors}
+        if "residual" not in dets:
+            raise NotImplementedError("residual detector not available (ML models not shipped?)")
+        self.det = dets["residual"]
+        for fc in self.det.forecasters:
+            fc.block_rows = rows
+        src = TickSource(n)
+        prefill(mon, src)
+        self.view = view_of(mon, src)
+        self.det.score(self.view)
+
+    def time_score(self, rows: int, n: int) -> None:
+        self.det.score(self.view)
+
+    def peakmem_score(self, rows: int, n: int) -> None:
+        self.det.score(self.view)

@@ -10,9 +10,10 @@ from . import models
 
 
 class TCNForecastSuite:
-    """One TCN forecast call (the shipped architecture) in onnxruntime and in eager PyTorch."""
+    """One TCN forecast call (the shipped architecture): the shipped last-step graph in onnxruntime,
+    the full graph (every output step, the artifacts before issue #12), eager PyTorch."""
 
-    params = [["onnxruntime", "torch"], [1, 10_000]]
+    params = [["onnxruntime", "onnxruntime-full", "torch"], [1, 10_000]]
     param_names = ["backend", "batch"]
     timeout = 600
     repeat = (1, 10, 20.0)
@@ -21,7 +22,7 @@ class TCNForecastSuite:
         models.require_training()
         model, onnx_bytes, arch = models.tcn_pair()
         return {"state": {k: v.numpy() for k, v in model.state_dict().items()}, "onnx": onnx_bytes,
-                "arch": arch}
+                "onnx_full": models.tcn_pair(graph="full")[1], "arch": arch}
 
     def setup(self, cache: dict[str, Any], backend: str, batch: int) -> None:
         models.require_training()
@@ -37,7 +38,8 @@ class TCNForecastSuite:
             model.load_state_dict({k: torch.from_numpy(v) for k, v in cache["state"].items()})
             self.run = models.torch_forecast(model)
         else:
-            self.run = models.ort_forecast(models.runtime_session(cache["onnx"]))
+            key = "onnx_full" if backend == "onnxruntime-full" else "onnx"
+            self.run = models.ort_forecast(models.runtime_session(cache[key]))
         self.run(self.x)
 
     def time_forecast(self, cache: dict[str, Any], backend: str, batch: int) -> None:

@@ -64,8 +64,8 @@ def tcn_inputs(batch: int, window: int, seed: int = 0) -> np.ndarray:
     return (level * (1.0 + 0.05 * rng.standard_normal((batch, window)))).astype(np.float32)
 
 
-def tcn_pair(seed: int = 0) -> tuple[Any, bytes, dict[str, int]]:
-    """(torch model in eval mode, its ONNX bytes, architecture)."""
+def tcn_pair(seed: int = 0, graph: str = "last_step") -> tuple[Any, bytes, dict[str, int]]:
+    """(torch model in eval mode, its ONNX bytes, architecture); ``graph`` as in ``export_tcn_onnx``."""
     require_training()
     import torch
 
@@ -75,7 +75,7 @@ def tcn_pair(seed: int = 0) -> tuple[Any, bytes, dict[str, int]]:
     torch.manual_seed(seed)
     model = TCNForecaster(arch["window"], arch["hidden"], arch["levels"], arch["kernel_size"]).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_tcn_onnx(model, arch["window"], Path(tmp) / "tcn.onnx")
+        path = export_tcn_onnx(model, arch["window"], Path(tmp) / "tcn.onnx", graph=graph)
         data = path.read_bytes()
     return model, data, arch
 

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ocad.core import Alert, OcadConfigError, PluginRegistry
-from ocad.core._evaluation import match_events, roc_auc, summarize_matches
+from ocad.core import Alert, OcadConfigError
 from ocad.core._metrics import ORAN_METRICS
-from ocad.core._quality import MonitorFactory, Suite, evaluate, format_evaluation, load_suite, tune_weights
+from ocad.core.plugins import PluginRegistry
+from ocad.core.tooling._evaluation import match_events, roc_auc, summarize_matches
+from ocad.core.tooling._quality import MonitorFactory, Suite, evaluate, format_evaluation, load_suite, tune_weights
 from ocad.core.cli import main
 from ocad.core.tooling._families import (
     FAMILIES,
@@ -257,6 +258,13 @@ def test_evaluate_reports_every_family_and_fault_type(gen_small: dict[str, Any])
     assert set(fams["planned_shift"]["per_fault_type"]) == {"planned_shift", "step"}
     assert fams["planned_shift"]["per_fault_type"]["planned_shift"]["optional"]
     assert fams["drop"]["per_fault_type"]["drop"]["event_precision"] == fams["drop"]["event_precision"]
+    # Chance recall: what alerts at random at the family's false-alert rate would detect.
+    ps = fams["planned_shift"]
+    days, fa = ps["endpoint_days"], ps["false_alerts"]
+    steps = [e for r in gen_small["evaluation"].results for e in r.run.events if e.fault_type == "step"]
+    want = np.mean([1 - np.exp(-fa / (days * 86400) * (e.end_ts - e.start_ts + 120)) for e in steps])
+    assert ps["per_fault_type"]["step"]["chance_recall"] == pytest.approx(want)
+    assert ps["per_fault_type"]["planned_shift"]["chance_recall"] is None
     text = format_evaluation(m)
     for name in fams:
         assert f"\n{name:<19}all" in text
@@ -303,6 +311,11 @@ def test_family_selection(gen_small: dict[str, Any], tmp_path: Path, capsys: pyt
                "--ablation", "none", "--json", str(out)])
     assert rc == 0 and list(json.loads(out.read_text())["families"]) == ["benign"]
     assert "benign             all" in capsys.readouterr().out
+    from ocad.core.cli import _families, build_parser
+
+    args = build_parser().parse_args(["evaluate", "--suite", "generalization", "--family", "drop", "benign",
+                                      "--family", "microburst,daily"])
+    assert _families(args) == ["drop", "benign", "microburst", "daily"]
 
 
 def test_unknown_family_names_are_refused(tmp_path: Path) -> None:

@@ -142,3 +142,18 @@ def test_bad_manifests(mv_artifact: LoadedArtifact, tmp_path: Path) -> None:
     with pytest.raises(OcadArtifactError, match="scale"):
         MultivariateDetector.from_artifact(build("d", lambda m: m["scaler"].update(
             scale=[0.0] * len(m["inputs"]["features"]))))
+
+
+def test_blocks_bound_the_call_size_and_change_nothing(multivariate: MultivariateDetector, fleet: Fleet) -> None:
+    view = S.view_at(fleet, 700, multivariate.window)
+    want = multivariate.score(view)
+    inner, rows = multivariate.session, multivariate.block_rows
+    try:
+        multivariate.session, multivariate.block_rows = S.CountingSession(inner), 5
+        got = multivariate.score(view)
+        n = multivariate.session.rows
+        assert n >= 10 and multivariate.session.calls == -(-n // 5)
+    finally:
+        multivariate.session, multivariate.block_rows = inner, rows
+    # onnxruntime's tree ensemble sums in float32 in an order that depends on the batch size
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6, atol=1e-7)

@@ -15,6 +15,7 @@ from ocad.core.pipeline import FeatureEngine
 from ocad.core.plugins import DetectorView
 from ocad.core.tooling import Fleet
 from ocad.detectors_ml import Forecaster, ResidualDetector
+from ocad.detectors_ml._residual import BLOCK_ROWS
 
 
 def _with_values(view: DetectorView, values: np.ndarray) -> DetectorView:
@@ -189,3 +190,21 @@ def test_file_changed_after_verification_is_refused(forecaster_artifacts: list[L
     (tmp_path / "a" / "model.onnx").write_bytes(S.mean_forecaster_onnx(W + 1))
     with pytest.raises(OcadArtifactError, match="changed after it was verified"):
         Forecaster.from_artifact(art)
+
+
+def test_blocks_bound_the_call_size_and_change_nothing(residual: ResidualDetector, fleet: Fleet) -> None:
+    view = S.view_at(fleet, 1000, residual.window)
+    want = residual.score(view)
+    n_judged = np.isfinite(residual.raw(view)[0]).sum(axis=0)
+    try:
+        for fc in residual.forecasters:
+            fc.session = S.CountingSession(fc.session)
+            fc.block_rows = 7
+        got = residual.score(view)
+        for fc, k in zip(residual.forecasters, n_judged):
+            assert fc.session.calls == -(-int(k) // 7) and fc.session.rows == int(k)
+    finally:
+        for fc in residual.forecasters:
+            fc.session, fc.block_rows = fc.session.inner, BLOCK_ROWS
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.expected, want.expected)

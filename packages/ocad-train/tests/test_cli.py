@@ -35,10 +35,10 @@ def test_user_metric_end_to_end(kpi_csv: Path, tmp_path: Path, capsys: pytest.Ca
     store = tmp_path / "store"
     main = _ocad_main()
     rc = main(["train", "--data", str(kpi_csv), "--metrics", "my_kpi", "--out", str(store),  # type: ignore[operator]
-               "--config", str(cfg), *TINY_ARGS])
+               "--config", str(cfg), "--promote", *TINY_ARGS])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "tcn-my_kpi" in out
+    assert "tcn-my_kpi" in out and "gate tcn-my_kpi@1.0.0 vs active -: PASS" in out
     art = ModelStore(store).load("tcn-my_kpi")
     assert art.manifest["inputs"]["metrics"] == ["my_kpi"]
     assert art.manifest["inputs"]["units"] == {"my_kpi": "widgets"}
@@ -70,8 +70,25 @@ def test_models_promote_and_rollback(tmp_path: Path, capsys: pytest.CaptureFixtu
     st = ModelStore(tmp_path)
     assert main(["models", "rollback", "tcn-m", "--store", str(tmp_path)]) == 0  # type: ignore[operator]
     assert st.active("tcn-m") == "1.0.0"
-    assert main(["models", "promote", "tcn-m", "1.1.0", "--store", str(tmp_path)]) == 0  # type: ignore[operator]
+    # Without test metrics the gate cannot show that 1.1.0 beats the naive forecast: refused (exit 3).
+    assert main(["models", "promote", "tcn-m", "1.1.0", "--store", str(tmp_path)]) == 3  # type: ignore[operator]
+    assert "REFUSED" in capsys.readouterr().out and st.active("tcn-m") == "1.0.0"
+    assert main(["models", "promote", "tcn-m", "1.1.0", "--store", str(tmp_path), "--force"]) == 1  # type: ignore[operator]
+    assert "--reason" in capsys.readouterr().err
+    assert main(["models", "promote", "tcn-m", "1.1.0", "--store", str(tmp_path), "--force",  # type: ignore[operator]
+                 "--reason", "vendor hotfix"]) == 0
     assert st.active("tcn-m") == "1.1.0"
+    last = st.log("tcn-m")[-1]
+    assert (last["action"], last["version"], last["forced"], last["reason"]) == ("promote", "1.1.0", True,
+                                                                                  "vendor hotfix")
+    assert last["gate"]["passed"] is False
+    # VERSION alone: every model with that candidate version
+    publish_artifact(tmp_path, {**mf, "name": "tcn-n"}, {"model": ("model.onnx", b"x")}, promote=False)
+    assert main(["models", "promote", "1.0.0", "--store", str(tmp_path), "--force",  # type: ignore[operator]
+                 "--reason", "bootstrap"]) == 0
+    assert st.active("tcn-n") == "1.0.0" and st.active("tcn-m") == "1.1.0"
+    assert main(["models", "promote", "7.0.0", "--store", str(tmp_path)]) == 1  # type: ignore[operator]
+    assert "no model" in capsys.readouterr().err
     assert main(["models", "promote", "tcn-m", "9.9.9", "--store", str(tmp_path)]) == 1  # type: ignore[operator]
     assert "no version '9.9.9'" in capsys.readouterr().err
     assert main(["models", "list", "--store", str(tmp_path / "nope")]) == 1  # type: ignore[operator]

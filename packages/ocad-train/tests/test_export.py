@@ -94,3 +94,54 @@ def test_initializer_digest_tracks_weights(exported: tuple[TCNForecaster, Path],
         with torch.no_grad():
             model.head.bias -= 1.0
     assert onnx_initializer_digest(changed) != onnx_initializer_digest(path)
+
+
+# -- the last-step graph (what the artifacts ship) ------------------------------------
+
+@pytest.mark.parametrize("arch", [(32, 24, 4, 3), (16, 8, 2, 3), (20, 6, 3, 2), (7, 4, 4, 3), (40, 5, 3, 4),
+                                  (12, 4, 3, 1), (5, 3, 3, 2)])
+def test_last_step_graph_matches_full_graph_and_torch(arch: tuple[int, int, int, int]) -> None:
+    from ocad.train import LAST_STEP_RTOL, check_last_step
+    from ocad.train._last_step import full_graph_onnx, tcn_last_step_onnx
+
+    window, hidden, levels, kernel = arch  # incl. receptive field > / < window, even / odd kernels
+    torch.manual_seed(1)
+    model = TCNForecaster(window, hidden, levels, kernel).eval()
+    with torch.no_grad():  # non-trivial biases: the bias travels through the indicator channel
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.add_(0.3)
+    rng = np.random.default_rng(2)
+    x = (rng.uniform(0.5, 300.0, (3000, 1)) * (1 + 0.05 * rng.standard_normal((3000, window)))).astype(np.float32)
+    x[:5] = 0.0  # constant windows: s hits its floor
+    res = check_last_step(model, tcn_last_step_onnx(model, window), x)
+    assert res["max_rel_diff_full_graph"] <= LAST_STEP_RTOL and res["max_rel_diff_torch"] <= LAST_STEP_RTOL
+    last, full = ort_session(tcn_last_step_onnx(model, window)), ort_session(full_graph_onnx(model, window))
+    a, b = last.run(None, {"x": x})[0], full.run(None, {"x": x})[0]
+    assert a.shape == b.shape == (3000, 1)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_last_step_graph_is_the_default_export_and_smaller(exported: tuple[TCNForecaster, Path],
+                                                            tmp_path: Path) -> None:
+    from ocad.train import tcn_flops
+
+    model, path = exported
+    assert onnx.load(str(path)).graph.name == "tcn_last_step"
+    full = export_tcn_onnx(model, 16, tmp_path / "full.onnx", graph="full")
+    assert onnx.load(str(full)).graph.name != "tcn_last_step"
+    # the last block's second convolution produces one row (the last step) per endpoint
+    sess = ort_session(path)
+    assert sess.run(None, {"x": _inputs(3)})[0].shape == (3, 1)
+    assert tcn_flops(32, 24, 4, 3, last_step=True) < 0.3 * tcn_flops(32, 24, 4, 3, last_step=False)
+    with pytest.raises(OcadError, match="graph"):
+        export_tcn_onnx(model, 16, tmp_path / "x.onnx", graph="half")
+
+
+def test_last_step_check_is_loud(exported: tuple[TCNForecaster, Path]) -> None:
+    from ocad.train import check_last_step
+
+    model, path = exported
+    other = TCNForecaster(window=16, hidden=8, levels=2).eval()  # different weights
+    with pytest.raises(ParityError, match="last step vs full_graph"):
+        check_last_step(other, path, _inputs(200))

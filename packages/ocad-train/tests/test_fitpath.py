@@ -43,7 +43,9 @@ def _train(tmp_path: Path, data: Path, *extra: str) -> tuple[int, str, Path]:
     store = tmp_path / "store"
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY_TOML)
-    rc = _main()(["train", "--data", str(data), "--out", str(store), "--config", str(cfg), *TINY_ARGS, *extra])
+    # --promote: the versions go live through the quality gate (train alone adds candidates)
+    rc = _main()(["train", "--data", str(data), "--out", str(store), "--config", str(cfg), "--promote", *TINY_ARGS,
+                  *extra])
     return rc, str(store), store
 
 

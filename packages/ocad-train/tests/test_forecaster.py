@@ -87,15 +87,24 @@ def test_same_data_config_and_seed_give_the_same_onnx_weights(fleet: Any, tiny_c
     assert again.manifest["training_data"]["fingerprint"] == trained.manifest["training_data"]["fingerprint"]
 
 
-def test_each_run_adds_a_promoted_version(fleet: Any, tiny_config: dict, tmp_path: Path) -> None:
+def test_runs_add_candidates_and_an_identical_rerun_adds_no_version(fleet: Any, tiny_config: dict,
+                                                                    tmp_path: Path) -> None:
     cfg = copy.deepcopy(tiny_config)
     cfg["forecaster"].update(epochs=1, max_train_windows=500, parity_n=1000, save_datasets=False)
-    for _ in range(2):
-        train_forecasters(fleet, "ecpri_delay_us", cfg, tmp_path, progress=False)
+    train_forecasters(fleet, "ecpri_delay_us", cfg, tmp_path, progress=False)
     st = ModelStore(tmp_path)
     assert st.names() == ["tcn-ecpri_delay_us"]
+    # a candidate, not active: only the gate (or promote=True) moves the pointer
+    assert st.active("tcn-ecpri_delay_us") is None and st.candidates("tcn-ecpri_delay_us") == ["1.0.0"]
+    assert st.report("tcn-ecpri_delay_us", "1.0.0")["prediction"]["per_metric"]["ecpri_delay_us"]["n"] > 0
+    (same,) = train_forecasters(fleet, "ecpri_delay_us", cfg, tmp_path, progress=False)
+    assert same.version == "1.0.0" and st.versions("tcn-ecpri_delay_us") == ["1.0.0"]
+    assert st.log("tcn-ecpri_delay_us")[-1]["note"] == "same data fingerprint and metrics as 1.0.0; no new version"
+    cfg["train"]["seed"] = 4
+    train_forecasters(fleet, "ecpri_delay_us", cfg, tmp_path, progress=False, promote=True)
     assert st.versions("tcn-ecpri_delay_us") == ["1.0.0", "1.1.0"] and st.active("tcn-ecpri_delay_us") == "1.1.0"
-    assert st.rollback("tcn-ecpri_delay_us") == "1.0.0"
+    st.promote("tcn-ecpri_delay_us", "1.0.0")
+    assert st.rollback("tcn-ecpri_delay_us") == "1.1.0"
     art = st.load("tcn-ecpri_delay_us")
     assert art.manifest["inputs"]["units"] == {"ecpri_delay_us": "us"}
     json.dumps(art.manifest, allow_nan=False)  # strict JSON: no NaN / Infinity in the manifest

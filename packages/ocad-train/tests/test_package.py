@@ -19,7 +19,7 @@ def test_all_is_sorted_complete_and_importable() -> None:
     for name in ocad.train.__all__:
         assert getattr(ocad.train, name) is not None, name
     # complete: every name a private module declares public is exported by the facade
-    modules = {"_config", "_data", "_datasets", "_errors", "_export", "_forecaster", "_manifest", "_pipeline",
+    modules = {"_config", "_data", "_datasets", "_errors", "_export", "_forecaster", "_last_step", "_manifest", "_pipeline",
                "_residual", "_tcn", "_tracking", "_tune"}
     declared = {n for m in modules for n in importlib.import_module(f"ocad.train.{m}").__all__}
     assert declared == set(ocad.train.__all__)

@@ -12,16 +12,21 @@ back of more than ``clock_reset_s``, which restarts that endpoint's window
 
 Concurrency: a Monitor is not thread-safe; use one Monitor per shard of
 endpoints (per thread, process or machine). Detectors are pure, so shards only
-share read-only models.
+share read-only models. Concurrent use is *detected*: a second thread calling
+``observe`` / ``observe_columns`` / ``score_frame`` / ``snapshot`` / ``restore`` /
+``calibrate`` while one of them runs gets an :class:`OcadError` at once (a
+non-blocking lock), never a half-applied tick.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import logging
 import os
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,13 +41,14 @@ from .pipeline._alerts import AlertEvent, AlertPolicy
 from .pipeline._baseline import Baselines
 from ._config import MonitorConfig
 from .pipeline._composite import CompositeDetector, CompositeOutput
-from ._errors import OcadArtifactError, OcadConfigError, OcadValidationError
+from ._errors import OcadArtifactError, OcadConfigError, OcadError, OcadValidationError
 from ._labels import EndpointLabels, group_alerts
 from .pipeline._features import FeatureEngine
 from .plugins._registry import DetectorContext, PluginRegistry, default_registry
 from .pipeline._selfcal import SelfCalibration, prior_surprise
 from .pipeline._validate import Batch, ValidationStats, Validator
 from ._view import DetectorView, FeatureFrame
+from .pipeline._statecheck import check_policy_state, check_window_state
 from .pipeline._window import WindowStore
 
 __all__ = ["Monitor"]
@@ -53,6 +59,25 @@ log = logging.getLogger("ocad.monitor")
 DEFAULT_WEIGHTS = {"rule": 1.0, "spike": 1.0, "changepoint": 1.0, "continuity": 1.0, "concurrency": 1.0,
                    "level": 1.0, "recurrence": 1.0, "residual": 1.0, "multivariate": 1.0}
 SNAPSHOT_VERSION = 1
+
+
+def _exclusive(method: Any) -> Any:
+    """One call at a time per Monitor: a concurrent call raises :class:`OcadError` instead of racing."""
+    @functools.wraps(method)
+    def wrapper(self: Monitor, *args: Any, **kwargs: Any) -> Any:
+        lock = self.__dict__.get("_busy")
+        if lock is None:  # a Monitor built without __init__ (from_snapshot of a subclass, tests)
+            lock = self.__dict__.setdefault("_busy", threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise OcadError(
+                f"Monitor.{method.__name__}: this Monitor is already in use by another call (another thread, "
+                "or a detector or callback calling back into it). A Monitor is not thread-safe: use one "
+                "Monitor per thread (shard the endpoints) or serialise the calls with your own lock")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            lock.release()
+    return wrapper
 
 
 def _is_frame(obj: Any) -> bool:
@@ -91,6 +116,7 @@ class Monitor:
     def __init__(self, config: MonitorConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
                  registry: PluginRegistry | None = None, detectors: Sequence[Any] | None = None,
                  extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None) -> None:
+        self._busy = threading.Lock()  # see _exclusive
         self.config = cfg = MonitorConfig.coerce(config)
         self.registry = registry if registry is not None else default_registry()
         self.strict = strict
@@ -109,6 +135,15 @@ class Monitor:
                                        session_options=cfg.onnxruntime, strict=strict)
         dets = list(detectors) if detectors is not None else self.registry.detectors(self.context, strict=strict)
         dets += list(extra_detectors)
+        if detectors is not None or extra_detectors:
+            # The registry checked its plugins' detectors; these came straight from the caller.
+            from .plugins._protocols import Detector
+            from .plugins._registry import _detector_problem
+
+            for d in dets:
+                problem = _detector_problem(d, Detector)
+                if problem is not None:
+                    raise OcadConfigError(f"detector refused: {problem}")
         dets = [d for d in dets if cfg.enabled(d.name)]
         self._load_default_calibration(dets)
         weights = {**DEFAULT_WEIGHTS, **cfg.weights()}
@@ -173,31 +208,67 @@ class Monitor:
 
         reg = registry if registry is not None else default_registry()
         base = MonitorConfig.coerce(config)
-        arts, bad = [], []
-        for p in find_artifacts(path):
-            try:
-                arts.append(load_artifact(p))
-            except OcadArtifactError as exc:
-                if strict:
-                    raise
-                log.error("%s", exc)
-                bad.append(str(exc))
-        if not arts and not bad:
-            raise OcadArtifactError(str(path), "no artifacts found (expected manifest.json files)")
-        bad += _missing_artifact_packages(arts, strict=strict)
         known = reg.metrics(base.user_metrics)
         user = dict(base.user_metrics)
+        loaded: list[Any] = []
+        bad: list[str] = []
+
+        def refuse(exc: OcadArtifactError) -> None:
+            # Each artifact on its own: one broken artifact (or store pointer) never stops the others.
+            if strict:
+                raise exc
+            log.error("%s", exc)
+            bad.append(str(exc))
+
+        def unexpected(p: Any, exc: Exception) -> OcadArtifactError:
+            return OcadArtifactError(str(p), f"{type(exc).__name__}: {str(exc)[:300]}")
+
+        paths = find_artifacts(path, errors=None if strict else bad)
+        for e in bad:
+            log.error("%s", e)
+        for p in paths:
+            try:
+                loaded.append(load_artifact(p))
+            except OcadArtifactError as exc:
+                refuse(exc)
+            except (RecursionError, TypeError, ValueError, KeyError, AttributeError) as exc:
+                refuse(unexpected(p, exc))
+        if not loaded and not bad:
+            from .artifacts import ModelStore
+
+            if ModelStore.is_store(path):  # trained, but nothing passed the quality gate yet
+                st = ModelStore(path)
+                cands = {n: st.candidates(n) for n in st.names() if st.candidates(n)}
+                raise OcadArtifactError(str(path), f"model store has no active version (candidates: {cands or 'none'}); "
+                                                   "promote one: ocad models promote NAME VERSION --store ...")
+            raise OcadArtifactError(str(path), "no artifacts found (expected manifest.json files)")
+        arts: list[Any] = []
         # Artifacts that record full metric specs first: their spec wins over a unit-only one.
-        for a in sorted(arts, key=lambda a: not a.manifest["inputs"].get("metric_specs")):
-            units = a.manifest["inputs"].get("units", {})
-            specs = a.manifest["inputs"].get("metric_specs") or {}
-            for m in a.manifest["inputs"]["metrics"]:
-                if m not in known and m not in user:
-                    spec = MetricSpec.from_mapping(m, specs[m]) if m in specs else \
-                        MetricSpec(m, unit=units.get(m, ""))
-                    d = spec.to_dict()
-                    del d["name"]
-                    user[m] = d
+        for a in sorted(loaded, key=lambda a: not (isinstance(a.manifest["inputs"].get("metric_specs"), dict)
+                                                   and a.manifest["inputs"]["metric_specs"])):
+            try:
+                added: dict[str, Any] = {}
+                units = a.manifest["inputs"].get("units", {})
+                specs = a.manifest["inputs"].get("metric_specs") or {}
+                for m in a.manifest["inputs"]["metrics"]:
+                    if m not in known and m not in user and m not in added:
+                        unit = units.get(m, "")
+                        if not isinstance(unit, str):
+                            raise OcadArtifactError(f"{a.name}@{a.version} ({a.path})",
+                                                    f"manifest field 'inputs.units.{m}' = {unit!r:.80} must be a string")
+                        spec = MetricSpec.from_mapping(m, specs[m]) if m in specs else MetricSpec(m, unit=unit)
+                        d = spec.to_dict()
+                        del d["name"]
+                        added[m] = d
+            except OcadArtifactError as exc:
+                refuse(exc)
+                continue
+            except (OcadConfigError, RecursionError, TypeError, ValueError, KeyError, AttributeError) as exc:
+                refuse(unexpected(a.path, exc))
+                continue
+            arts.append(a)
+            user.update(added)
+        bad += _missing_artifact_packages(arts, strict=strict)
 
         cfg = attrs.evolve(base, user_metrics=user, use_shipped_models=False)
         model_arts = [a for a in arts if a.kind != CORE_CALIBRATION_KIND]
@@ -303,6 +374,7 @@ class Monitor:
     def detectors(self) -> tuple[Any, ...]:
         return self.composite.detectors
 
+    @_exclusive
     def observe(self, records: Iterable[Mapping[str, Any]] | Any) -> list[AlertEvent]:
         """Feed samples; returns the alert events they caused (open / update / resolve).
 
@@ -310,25 +382,30 @@ class Monitor:
         or a pandas DataFrame of that shape (wide), or long format (endpoint_id, ts, metric, value).
         Raises :class:`OcadValidationError` only for structurally invalid records.
         """
+        return self._observe(records)
+
+    def _observe(self, records: Any) -> list[AlertEvent]:
         if _is_frame(records):
             batch = self._frame_batch(records)
         else:
             batch = self.validator.from_records(records, self.stats)
         return self._process(batch)
 
+    @_exclusive
     def observe_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any]) -> list[AlertEvent]:
         """Columnar fast path: arrays of endpoint ids, timestamps and ``{metric: values}``."""
         return self._process(self.validator.from_columns(endpoint_id, ts, values, self.stats))
 
     def _frame_batch(self, df: Any) -> Batch:
         cols = list(df.columns)
+        dup = sorted({str(c) for c in cols if cols.count(c) > 1})
+        if dup:
+            raise OcadValidationError("columns", dup, "duplicated column name(s): which one holds the data?")
         for req in ("endpoint_id", "ts"):
             if req not in cols:
                 raise OcadValidationError(req, None, f"DataFrame has no {req!r} column (columns: {cols})")
         if "metric" in cols and "value" in cols:
-            df = df.pivot_table(index=["endpoint_id", "ts"], columns="metric", values="value",
-                                aggfunc="first").reset_index()
-            cols = list(df.columns)
+            return self._long_batch(df)
         ts_col = df["ts"]
         if str(ts_col.dtype).startswith("datetime64") and ts_col.dt.tz is not None:
             ts_col = ts_col.dt.tz_convert(None)  # UTC, naive
@@ -336,10 +413,62 @@ class Monitor:
         ts = ts_col.to_numpy()
         values = {c: df[c].to_numpy() for c in cols if c not in ("endpoint_id", "ts")}
         values = {k: (v.astype(object) if v.dtype.kind == "O" else v) for k, v in values.items()}
-        for k in [k for k in values if k not in self.validator.names]:
-            self.stats.unknown_metrics[str(k)] += len(df)
-            del values[k]
+        # Unknown columns go to the Validator too: it counts them only once the call is accepted.
         return self.validator.from_columns(df["endpoint_id"].to_numpy(dtype=object), ts, values, self.stats)
+
+    def _long_batch(self, df: Any) -> Batch:
+        """Long format (endpoint_id, ts, metric, value) → one record per (endpoint_id, ts).
+
+        A metric named ``ts`` / ``endpoint_id`` (or ``metric`` / ``value``) refuses the call. Rows
+        without an endpoint or a time, and repeated (endpoint_id, ts, metric) rows (first kept),
+        are counted in ``dropped_records`` (``long_no_endpoint``, ``long_no_ts``,
+        ``long_duplicate``: rows, not records); rows of unknown metrics in ``unknown_metrics``;
+        a record whose values are all missing is kept (its values count as missing).
+        """
+        import pandas as pd
+
+        metric = df["metric"]
+        reserved = sorted({str(m) for m in pd.unique(metric.dropna()) if m in ("ts", "endpoint_id", "metric",
+                                                                                 "value")})
+        if reserved:
+            raise OcadValidationError("metric", reserved[0], "a long-format row may not name a reserved column "
+                                      "(ts, endpoint_id, metric, value) as its metric")
+        bad_metric = metric.map(lambda m: not isinstance(m, str) or not m)
+        if bad_metric.any():
+            i = int(np.argmax(bad_metric.to_numpy()))
+            raise OcadValidationError("metric", metric.iloc[i], "must be a non-empty string", index=i)
+        no_ep = df["endpoint_id"].isna().to_numpy()
+        no_ts = df["ts"].isna().to_numpy() & ~no_ep
+        keep = ~(no_ep | no_ts)
+        kept = df.loc[keep, ["endpoint_id", "ts", "metric", "value"]]
+        dup = kept.duplicated(["endpoint_id", "ts", "metric"], keep="first").to_numpy()
+        kept = kept.loc[~dup]
+        names = set(self.validator.names)
+        is_unknown = ~kept["metric"].isin(names).to_numpy()
+        unknown_counts = kept.loc[is_unknown, "metric"].value_counts()
+        # Records: every (endpoint_id, ts) with at least one row, also one whose rows are all unknown
+        # or all missing (its known metrics are missing, as in the wide format).
+        wide = kept.loc[~is_unknown].pivot(index=["endpoint_id", "ts"], columns="metric", values="value")
+        keys = kept[["endpoint_id", "ts"]].drop_duplicates()
+        wide = wide.reindex(pd.MultiIndex.from_frame(keys)).reset_index()
+        ts_col = wide["ts"]
+        if str(ts_col.dtype).startswith("datetime64") and ts_col.dt.tz is not None:
+            ts_col = ts_col.dt.tz_convert(None)
+        values = {}
+        for c in wide.columns:
+            if c in names:
+                v = wide[c].to_numpy()
+                values[c] = v.astype(object) if v.dtype.kind == "O" else v
+        batch = self.validator.from_columns(wide["endpoint_id"].to_numpy(dtype=object), ts_col.to_numpy(),
+                                            values, self.stats)
+        # Counted only now: a refused call (bad id, bad ts) changes no counter.
+        for m, n in unknown_counts.items():
+            self.stats.count_unknown(m, int(n))
+        for reason, n in (("long_no_endpoint", int(no_ep.sum())), ("long_no_ts", int(no_ts.sum())),
+                          ("long_duplicate", int(dup.sum()))):
+            if n:
+                self.stats.dropped_records[reason] += n
+        return batch
 
     def _process(self, batch: Batch) -> list[AlertEvent]:
         if len(batch) == 0:
@@ -357,6 +486,7 @@ class Monitor:
 
     def _tick(self, b: Batch) -> list[AlertEvent]:
         store = self.store
+        reset_events: list[AlertEvent] = []
         known = store.lookup(b.endpoint_id)
         last = np.where(known >= 0, store.last_ts[known], -np.inf)
         if (b.ts <= last).any():  # a sample not newer than the endpoint's last one
@@ -371,21 +501,30 @@ class Monitor:
             if reset.any():
                 self.stats.clock_resets += int(reset.sum())
                 store.reset(known[reset])
+                # The endpoint starts a new time line: its open alert (whose hold-down timer is in the
+                # old one) resolves at its last sample of the old line, and its pending state goes.
+                for e, t_old in zip(b.endpoint_id[reset].tolist(), last[reset].tolist()):
+                    reset_events += self.policy.drop([e], float(t_old))
             if drop.any():
                 keep = np.flatnonzero(~drop)
                 b, known = b.take(keep), known[keep]
                 if len(b) == 0:
-                    return []
+                    return reset_events
         # Every endpoint known (the steady state): its rows are the ones just looked up.
         rows = known if known.size and known.min() >= 0 else store.rows(b.endpoint_id)
         store.append(rows, b.ts, b.values)
-        events: list[AlertEvent] = []
+        events: list[AlertEvent] = reset_events
         evicted = self._evict_idle(rows)
         if store.evicted_lru:  # evicted for capacity by rows(): forgotten like idle ones
             evicted = [*store.evicted_lru, *evicted]
             store.evicted_lru.clear()
         if evicted:
-            events += self.policy.drop(evicted, float(store.max_ts))
+            # Each open alert resolves at its endpoint's own last sample: one device with a wild clock
+            # must not stamp (and, through snapshots, keep stamping) every other device's resolve.
+            last_of = store.evicted_last_ts
+            for e in evicted:
+                events += self.policy.drop([e], float(last_of.get(e, store.max_ts)))
+        store.evicted_last_ts.clear()
         view = self._view(rows, b)
         comp = self.composite.score(view, lambda u: self.selfcal.pvalues(store, rows, u))
         self.last_ready = ready = self._ready(rows, b.ts, view.counts)
@@ -445,6 +584,7 @@ class Monitor:
             d[n] = comp.detector_scores[:, j]
         return d
 
+    @_exclusive
     def score_frame(self, data: Any, *, as_frame: bool | None = None) -> Any:
         """Per-(endpoint, ts) composite and per-detector scores for ``data`` (records or DataFrame).
 
@@ -454,7 +594,7 @@ class Monitor:
         """
         self._score_sink = []
         try:
-            self.last_events = self.observe(data)
+            self.last_events = self._observe(data)
             parts = self._score_sink
         finally:
             self._score_sink = None
@@ -474,6 +614,7 @@ class Monitor:
         return out
 
     # -- calibration ------------------------------------------------------------
+    @_exclusive
     def calibrate(self, data: Any, *, every: int = 3) -> dict[str, Any]:
         """Fit every fittable detector on *normal* data and return the calibration document.
 
@@ -528,6 +669,7 @@ class Monitor:
         }
 
     # -- snapshot / restore ---------------------------------------------------------
+    @_exclusive
     def snapshot(self, path: str | os.PathLike[str]) -> Path:
         """Save window and alert state to ``path`` (a directory: ``windows.npz`` + ``state.json``).
 
@@ -555,6 +697,7 @@ class Monitor:
         os.replace(tmpj, p / "state.json")
         return p
 
+    @_exclusive
     def restore(self, path: str | os.PathLike[str]) -> Monitor:
         """Load state saved by :meth:`snapshot` into this (identically configured) Monitor.
 
@@ -567,6 +710,8 @@ class Monitor:
             npz = (p / "windows.npz").read_bytes()
         except (OSError, ValueError) as exc:
             raise OcadConfigError(f"snapshot {str(p)!r} cannot be read: {exc}") from exc
+        except RecursionError:
+            raise OcadConfigError(f"snapshot {str(p)!r}: state.json is nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("snapshot_version") != SNAPSHOT_VERSION:
             version = doc.get("snapshot_version") if isinstance(doc, dict) else None
             raise OcadConfigError(f"snapshot {str(p)!r}: unsupported version {version!r}")
@@ -587,13 +732,25 @@ class Monitor:
             if doc.get("detectors") != list(self.composite.names):
                 # Self-calibration is per detector: with other detectors it starts afresh.
                 arrays = {k: v for k, v in arrays.items() if not k.startswith("x_sc_")}
+            # Values, not only shapes: a head out of range or a count < 0 would fail later, in observe.
+            check_window_state(arrays, window=self.window, n_metrics=len(self.metrics),
+                               capacity=self.config.capacity)
             store.load_state(arrays)
             policy.load_state(doc["policy"])
+            for k, v in policy.counts.items():
+                if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError(f"policy.counts[{k!r:.40}] = {v!r:.40} must be an integer >= 0")
+            held = set(store.endpoints())
+            for e, st in policy._states.items():
+                if e not in held:
+                    raise ValueError(f"alert state for {e!r:.80}, an endpoint the windows do not hold")
+                check_policy_state(e, st)
             stats = ValidationStats.from_dict(doc["validation"])
             # Snapshots older than endpoint labels have none: this Monitor's labels stay.
             labels = EndpointLabels.from_dict(doc["labels"]) if "labels" in doc else self.labels
-        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
-            raise OcadConfigError(f"snapshot {str(p)!r} is damaged: {type(exc).__name__}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError,
+                zipfile.BadZipFile) as exc:
+            raise OcadConfigError(f"snapshot {str(p)!r} is damaged: {type(exc).__name__}: {str(exc)[:300]}") from None
         policy.endpoint_labels = labels.get
         self.store, self.policy, self.stats, self.labels = store, policy, stats, labels
         return self

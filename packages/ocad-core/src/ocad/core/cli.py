@@ -338,7 +338,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_evaluation(ev.metrics))
     if args.json:
         print(f"metrics written to {ev.write_json(args.json)}")
+    if getattr(args, "model_dir", None):
+        for path in refresh_reports(args.model_dir, ev.metrics, source=args.data or f"suite {args.suite}"):
+            print(f"performance report refreshed: {path}")
     return 0
+
+
+#: The evaluation figures copied into each active version's ``performance_report.json`` ``detection``.
+DETECTION_FIELDS = ("event_f1", "event_precision", "event_recall", "false_alerts_per_endpoint_day",
+                    "false_alarm_rate", "mttd_s", "lead_time_p50_s", "events", "events_detected", "alerts",
+                    "false_alerts", "endpoint_days", "per_fault_type", "roc_auc", "pr_auc", "forecaster")
+
+
+def refresh_reports(model_dir: str, metrics: Any, *, source: str) -> list[Path]:
+    """Put an evaluation's detection figures into the store's active versions' performance reports.
+
+    Only for a model store (a plain artifact directory has no reports). The rest of
+    each report (prediction, operational, dataset) is kept; a version without a
+    report gets one with just ``detection``.
+    """
+    import datetime as dt
+
+    from .artifacts import ModelStore
+
+    if not ModelStore.is_store(model_dir):
+        return []
+    st = ModelStore(model_dir)
+    det = {k: metrics.get(k) for k in DETECTION_FIELDS}
+    det.update(source=source, measured=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               scope="the Monitor running this store's active versions (ocad evaluate --model-dir)")
+    out = []
+    for name in st.names():
+        v = st.active(name)
+        if v is None:
+            continue
+        rep = st.report(name, v) or {"schema_version": 1, "model": {"name": name, "version": v}}
+        rep["detection"] = det
+        out.append(st.write_report(name, v, rep))
+    return out
 
 
 def cmd_tune_weights(args: argparse.Namespace) -> int:
@@ -387,8 +424,9 @@ def _add_quality_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
                                         "instead of deriving them from fault_type runs")
         p.add_argument("--split", choices=("test", "tune"), default="test",
                        help="which seeds of the suite to evaluate (default: test)")
-        p.add_argument("--family", action="append", metavar="NAME",
-                       help="with --suite generalization: only this scenario family (repeat, or a comma list)")
+        p.add_argument("--family", action="extend", nargs="+", metavar="NAME",
+                       help="with --suite generalization: only these scenario families (names, repeatable, or a "
+                            "comma list)")
         p.add_argument("--ablation", choices=("replay", "rerun", "none"), default="replay",
                        help="ablation from cached detector scores (replay, default), by re-running "
                             "Monitors (rerun, slow), or none")

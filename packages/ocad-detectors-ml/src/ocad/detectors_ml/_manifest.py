@@ -48,10 +48,17 @@ def get_float(art: LoadedArtifact, dotted: str, default: Any = _MISSING, *, posi
     return float(v)
 
 
-def get_int(art: LoadedArtifact, dotted: str, default: Any = _MISSING, *, minimum: int = 1) -> int:
+#: The longest model input window accepted from a manifest: the Monitor's window store holds
+#: ``rows × metrics × window`` float32, so a manifest must not be able to size it (a memory bomb).
+MAX_WINDOW = 10_000
+
+
+def get_int(art: LoadedArtifact, dotted: str, default: Any = _MISSING, *, minimum: int = 1,
+            maximum: int | None = None) -> int:
     v = get(art, dotted, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise OcadArtifactError(label(art), f"manifest field {dotted!r} = {v!r} must be an integer >= {minimum}")
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum or (maximum is not None and v > maximum):
+        need = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise OcadArtifactError(label(art), f"manifest field {dotted!r} = {v!r:.80} must be an integer {need}")
     return v
 
 
@@ -113,11 +120,16 @@ class FillPolicy:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Filled copy of ``x`` (B, W); NaN remains where the policy does not fill."""
-        if self.method == "none" or x.shape[0] == 0 or x.shape[1] == 0 or np.isfinite(x).all():
-            return np.array(x, copy=True)  # nothing to fill (the usual window): skip the fill's ~10 array ops
-        out = _ffill(x, self.limit)
+        out = np.array(x, copy=True)
+        if self.method == "none" or x.shape[0] == 0 or x.shape[1] == 0:
+            return out
+        gaps = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if gaps.size == 0:
+            return out  # nothing to fill (the usual window): skip the fill's ~10 array ops
+        part = _ffill(x[gaps], self.limit)  # only the rows with a gap
         if self.method == "ffill_bfill":
-            out = _ffill(out[:, ::-1], self.limit)[:, ::-1]
+            part = _ffill(part[:, ::-1], self.limit)[:, ::-1]
+        out[gaps] = part
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 The artifact (kind ``"multivariate"``, e.g. ``iforest-multivariate``) names its
 input features in order (``inputs.features``, FeatureEngine names such as
-``"udp_echo_rtt_ms:p99"``). Every tick, all N endpoints go through one
-``session.run``::
+``"udp_echo_rtt_ms:p99"``). Every tick, the N endpoints go through the session in
+blocks of :data:`BLOCK_ROWS` rows (one ``session.run`` for up to ``BLOCK_ROWS``
+endpoints; the imputed, scaled float32 copies of the features exist per block
+only, which keeps a 100 000-endpoint tick ~150 MB smaller)::
 
     X      = features (N, F), float32, NaN where missing
     score  = model(X)                     # sklearn score_samples: higher = more normal
@@ -64,13 +66,15 @@ from ocad.core.pipeline import FeatureEngine
 from ocad.core.plugins import ORAN_METRICS, Calibration, DetectorOutput, DetectorView
 
 from . import _manifest as mf
+from ._residual import NonFiniteModelOutput
 from ._session import SessionConfig, load_session
 
-__all__ = ["MULTIVARIATE_KIND", "MultivariateDetector"]
+__all__ = ["BLOCK_ROWS", "MULTIVARIATE_KIND", "MultivariateDetector"]
 
 log = logging.getLogger("ocad.detectors_ml")
 
 MULTIVARIATE_KIND = "multivariate"
+BLOCK_ROWS = 4096  # rows per session.run: bounded copies; a tree ensemble's cost per call is small
 _ENGINE_PARAMS = ("alpha", "cusum_k", "elevated_z", "rel_floor", "abs_floor")
 _DEFAULT_ENGINE = {p: getattr(FeatureEngine(ORAN_METRICS[:1]), p) for p in _ENGINE_PARAMS}
 
@@ -100,6 +104,7 @@ class MultivariateDetector:
     kind: str = "multivariate"
     metrics: tuple[str, ...] = ()
     window: int = 1
+    block_rows: int = BLOCK_ROWS
 
     @classmethod
     def from_artifact(cls, art: LoadedArtifact, *, session: SessionConfig | None = None,
@@ -153,7 +158,7 @@ class MultivariateDetector:
         scale_input = sc is not None and not bool(mf.get(art, "scaler_in_graph", False))
 
         win = mf.get(art, "inputs.window", None)
-        train_window = None if win is None else mf.get_int(art, "inputs.window")
+        train_window = None if win is None else mf.get_int(art, "inputs.window", maximum=mf.MAX_WINDOW)
         fe = mf.get(art, "inputs.feature_engine", None)
         fe = dict(fe) if isinstance(fe, Mapping) else {}
         params = {p: float(fe[p]) for p in _ENGINE_PARAMS if p in fe}
@@ -189,7 +194,10 @@ class MultivariateDetector:
                 if c is not None:
                     vals[:, :, j] = view.values[:, -w:, c]
             x = self.engine.compute(vals, view.ts[:, -w:]).columns(self.features)
-        return np.where(np.isfinite(x), x, np.nan)
+        bad = ~np.isfinite(x)  # x is a fresh copy (FeatureFrame.columns gathers): clean it in place
+        if bad.any():
+            x[bad] = np.nan
+        return x
 
     def _view_features_match(self, view: DetectorView) -> bool:
         # The samples the view's features were computed over (the Monitor's configured window,
@@ -212,16 +220,23 @@ class MultivariateDetector:
         rows = np.flatnonzero(missing <= self.max_missing_fraction + 1e-12)
         if rows.size == 0:
             return raw
-        xb = x[rows]
-        if self.impute is not None:
-            xb = np.where(np.isnan(xb), self.impute, xb)
-        if self.scale_input:
-            assert self.center is not None and self.scale is not None
-            xb = (xb - self.center) / self.scale
-        xb = np.ascontiguousarray(xb, dtype=np.float32)
-        out = self.session.run([self.output_name], {self.input_name: xb})[0]
-        r = -np.asarray(out, dtype=np.float64).reshape(rows.size, -1)[:, 0]
-        raw[rows] = np.where(np.isfinite(r), r, np.nan)
+        step = max(int(self.block_rows), 1)
+        for i in range(0, rows.size, step):
+            blk = rows[i:i + step]
+            xb = x[blk]
+            if self.impute is not None:
+                xb = np.where(np.isnan(xb), self.impute, xb)
+            if self.scale_input:
+                assert self.center is not None and self.scale is not None
+                xb = (xb - self.center) / self.scale
+            xb = np.ascontiguousarray(xb, dtype=np.float32)
+            out = self.session.run([self.output_name], {self.input_name: xb})[0]
+            r = -np.asarray(out, dtype=np.float64).reshape(blk.size, -1)[:, 0]
+            bad = ~np.isfinite(r) & np.isfinite(xb).all(axis=1)
+            if bad.any():  # a failure of the detector (counted and reported), not a silent NaN: see _residual
+                raise NonFiniteModelOutput(f"model {self.source} gave {int(bad.sum())} non-finite score(s) of "
+                                           f"{blk.size} (first: {-r[np.argmax(bad)]!r})")
+            raw[blk] = np.where(np.isfinite(r), r, np.nan)
         return raw
 
     def score(self, view: DetectorView) -> DetectorOutput:

@@ -36,7 +36,7 @@ from ocad.core.plugins import hookimpl
 
 from ._multivariate import MULTIVARIATE_KIND, MultivariateDetector
 from ._residual import FORECASTER_KIND, Forecaster, ResidualDetector
-from ._session import SessionConfig
+from ._session import SessionConfig, _check_providers
 
 if TYPE_CHECKING:
     from ocad.core.plugins import Detector, DetectorContext, ModelArtifact
@@ -100,6 +100,7 @@ def build_detectors(artifacts: Iterable[ModelArtifact], context: DetectorContext
     """
     _check_options(context)
     session = SessionConfig.from_mapping(context.session_options)
+    _check_providers(session.providers)  # the user's config: refuses to start, before any artifact
     specs = {s.name: s for s in context.metrics}
     forecasters: dict[str, Forecaster] = {}
     multi: MultivariateDetector | None = None
@@ -109,12 +110,15 @@ def build_detectors(artifacts: Iterable[ModelArtifact], context: DetectorContext
         kind = art.manifest.get("kind")
         if kind not in (FORECASTER_KIND, MULTIVARIATE_KIND):
             continue
-        metrics = art.manifest.get("inputs", {}).get("metrics", [])
-        if require_metrics and not all(m in specs for m in metrics):
-            log.info("ocad ml plugin: %s@%s skipped: metrics %s are not all configured",
-                     art.name, art.version, metrics)
-            continue
         try:
+            metrics = art.manifest.get("inputs", {}).get("metrics", [])
+            if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+                raise OcadArtifactError(f"{art.name}@{art.version} ({art.path})",
+                                        f"manifest field 'inputs.metrics' = {metrics!r:.80} must be a list of names")
+            if require_metrics and not all(m in specs for m in metrics):
+                log.info("ocad ml plugin: %s@%s skipped: metrics %s are not all configured",
+                         art.name, art.version, metrics)
+                continue
             if kind == FORECASTER_KIND:
                 fc = Forecaster.from_artifact(art, session, specs.get(metrics[0]) if metrics else None)
                 if fc.metric in forecasters:
@@ -130,6 +134,12 @@ def build_detectors(artifacts: Iterable[ModelArtifact], context: DetectorContext
                 multi = MultivariateDetector.from_artifact(art, session=session, metrics=specs)
         except OcadArtifactError as exc:
             _problem(context, exc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a field no check above foresaw: this artifact only
+            _problem(context, OcadArtifactError(
+                f"{art.name}@{art.version} ({art.path})",
+                f"manifest not understood: {type(exc).__name__}: {str(exc)[:300]}"))
     out: list[Detector] = []
     if forecasters:
         # The Monitor's metric order, not the directory's: evidence columns read like the config.

@@ -24,7 +24,8 @@ Defaults and why
     2-4x slower on the shared host).
 
 Memory (fixed, not configurable): the sessions of a process share one CPU arena
-(registered once, ``session.use_env_allocators``) and do not pre-plan a block for
+(registered once, ``session.use_env_allocators``), capped at 4 GiB
+(``OCAD_ORT_ARENA_MAX_BYTES``: a graph cannot allocate the host away at run time) and do not pre-plan a block for
 a whole run (``enable_mem_pattern = false``). Each session's own arena plus its
 memory pattern held the largest batch it had seen three times over (one per TCN):
 a Monitor of 1 000 endpoints peaked at 173 MB RSS, 110 MB with these settings, at
@@ -33,12 +34,15 @@ the same speed (``benchmarks/compare.py``, ``docs/performance.md``).
 Every session is created from the model file's *bytes* after their sha256 was
 checked against the manifest again, so the bytes that run are the bytes that
 were verified (no window between ``load_artifact`` and the session reading the
-path), and a model cannot pull in external data files or custom-op libraries.
+path), and a model cannot pull in external data files or custom-op libraries:
+the bytes are checked first (``ocad.core.artifacts._onnx_scan``: no tensor with
+external data, no operator domain but ONNX / ONNX-ML, no huge declared shape).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -47,6 +51,7 @@ import attrs
 
 from ocad.core import OcadArtifactError, OcadConfigError
 from ocad.core.artifacts import LoadedArtifact
+from ocad.core.artifacts._onnx_scan import check_onnx_bytes
 
 __all__ = ["DEFAULT_SESSION_OPTIONS", "SessionConfig", "load_session"]
 
@@ -148,6 +153,31 @@ class SessionConfig:
         return so
 
 
+#: Default cap of the shared CPU arena: every tensor of every session of the process together.
+ARENA_MAX_BYTES = 4 << 30
+ENV_ARENA_MAX = "OCAD_ORT_ARENA_MAX_BYTES"
+
+
+def arena_max_bytes() -> int:
+    """The arena cap: ``OCAD_ORT_ARENA_MAX_BYTES`` (bytes, > 0) or :data:`ARENA_MAX_BYTES`.
+
+    A graph can build a huge tensor at run time (``ConstantOfShape`` of a large shape) that no
+    check of its bytes sees; with the cap, onnxruntime refuses the allocation ("Available memory
+    of ... is smaller than requested bytes"), which is a detector failure, instead of the process
+    running out of memory.
+    """
+    raw = os.environ.get(ENV_ARENA_MAX, "").strip()
+    if raw:
+        try:
+            v = int(raw)
+            if v > 0:
+                return v
+        except ValueError:
+            pass
+        raise OcadConfigError(f"{ENV_ARENA_MAX}={raw!r}: must be a number of bytes > 0")
+    return ARENA_MAX_BYTES
+
+
 _arena_lock = threading.Lock()
 _arena_registered: bool | None = None
 
@@ -159,10 +189,11 @@ def _shared_cpu_arena() -> bool:
         if _arena_registered is None:
             import onnxruntime as ort
 
+            cap = arena_max_bytes()  # a bad OCAD_ORT_ARENA_MAX_BYTES is an error, not an uncapped arena
             try:
                 info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
                                          ort.OrtMemType.DEFAULT)
-                ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+                ort.create_and_register_allocator(info, ort.OrtArenaCfg(cap, -1, -1, -1))
                 _arena_registered = True
             except Exception:  # noqa: BLE001 - an older onnxruntime: per-session arenas, as before
                 _arena_registered = False
@@ -200,6 +231,10 @@ def load_session(artifact: LoadedArtifact, config: SessionConfig, role: str = "m
         raise OcadArtifactError(label, f"cannot read {entry['path']}: {exc}") from exc
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise OcadArtifactError(label, f"{entry['path']} changed after it was verified (sha256 mismatch)")
+    try:  # load_artifact checked it too; a LoadedArtifact built by hand did not go through it
+        check_onnx_bytes(data)
+    except ValueError as exc:
+        raise OcadArtifactError(label, f"refused to load {entry['path']}: {exc}") from None
     _check_providers(config.providers)
     try:
         return ort.InferenceSession(data, sess_options=config.session_options(),

@@ -25,6 +25,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "DATASET_SCHEMA_VERSION": "_datasets",
     "LABEL_COLUMN": "_data",
+    "IFOREST_SEARCH_SPACE": "_tune",
+    "LAST_STEP_RTOL": "_last_step",
     "SEARCH_SPACE": "_tune",
     "SPLITS": "_datasets",
     "simulate_table": "_pipeline",
@@ -46,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "_config",
     "as_table": "_data",
     "build_sequence_datasets": "_datasets",
+    "check_last_step": "_last_step",
     "check_parity": "_export",
     "data_fingerprint": "_manifest",
     "evaluate_forecast": "_tcn",
@@ -58,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "forward_fill": "_datasets",
     "from_fleet": "_data",
     "library_versions": "_manifest",
+    "last_step_plan": "_last_step",
     "load_checkpoint_model": "_tcn",
     "load_config": "_config",
     "load_table": "_data",
@@ -80,7 +84,10 @@ _EXPORTS: dict[str, str] = {
     "window_scale": "_export",
     "train_forecaster": "_forecaster",
     "train_forecasters": "_forecaster",
+    "feasible_windows": "_tune",
+    "tcn_flops": "_last_step",
     "tune_forecaster": "_tune",
+    "tune_iforest": "_tune",
     "window_spans": "_datasets",
     "window_targets": "_datasets",
     "write_sequence_dataset": "_datasets",
@@ -119,6 +126,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         window_scale,
     )
     from ._forecaster import ForecasterRun, parity_inputs, train_forecaster, train_forecasters
+    from ._last_step import LAST_STEP_RTOL, check_last_step, last_step_plan, tcn_flops
     from ._manifest import data_fingerprint, library_versions, publish_artifact
     from ._pipeline import FitDecision, TrainResult, load_training_data, simulate_table, train_all
     from ._residual import RESIDUAL_SCORE_DOC, fit_residual_calibration, fit_residual_scaler, residual_raw_scores
@@ -133,7 +141,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         regression_metrics,
     )
     from ._tracking import MlflowTracker
-    from ._tune import SEARCH_SPACE, tune_forecaster
+    from ._tune import IFOREST_SEARCH_SPACE, SEARCH_SPACE, feasible_windows, tune_forecaster, tune_iforest
 
 
 def __getattr__(name: str) -> Any:

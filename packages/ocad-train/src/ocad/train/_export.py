@@ -27,9 +27,7 @@ artifact exported with a newer torch still loads in an older runtime.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -195,24 +193,24 @@ def finalize_onnx(model_bytes: bytes, *, ir_version: int = ONNX_IR_VERSION, opse
 
 
 def export_tcn_onnx(model: Any, window: int, path: str | os.PathLike[str], *, input_name: str = "x",
-                    output_name: str = "y", doc: str = "", metadata: dict[str, str] | None = None) -> Path:
+                    output_name: str = "y", doc: str = "", metadata: dict[str, str] | None = None,
+                    graph: str = "last_step") -> Path:
     """Export a :class:`~ocad.train.TCNForecaster` to ONNX (dynamic batch axis) and check the graph.
 
-    Uses torch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter
-    needs ``onnxscript`` and produces the same graph for this simple model.
+    ``graph="last_step"`` (default, what the artifacts ship): the graph computes only
+    the forecast step it returns, from the same weights (:mod:`ocad.train._last_step`,
+    a quarter of the arithmetic). ``graph="full"``: torch's TorchScript-based export
+    (``dynamo=False``; the dynamo exporter needs ``onnxscript`` and produces the same
+    graph), every output step computed.
     """
-    import torch
+    from ._last_step import full_graph_onnx, tcn_last_step_onnx
 
+    if graph not in ("last_step", "full"):
+        raise OcadError(f"export_tcn_onnx: graph = {graph!r}; use 'last_step' or 'full'")
     model.eval()
-    buf = io.BytesIO()
-    dummy = torch.zeros(2, int(window), dtype=torch.float32) + torch.linspace(0, 1, int(window))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (dummy,), buf, dynamo=False, opset_version=ONNX_OPSET, input_names=[input_name],
-            output_names=[output_name], dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-            do_constant_folding=True)
-    data = finalize_onnx(buf.getvalue(), doc=doc, metadata=metadata)
+    make = tcn_last_step_onnx if graph == "last_step" else full_graph_onnx
+    data = finalize_onnx(make(model, int(window), input_name=input_name, output_name=output_name),
+                         doc=doc, metadata=metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -2,7 +2,10 @@
 
 :func:`train_forecasters` is the Python API behind ``ocad train``. For each
 metric it writes one artifact ``tcn-<metric>`` (kind ``"forecaster"``, format
-``"onnx"``) as a new version of a :class:`~ocad.core.artifacts.ModelStore` and promotes it.
+``"onnx"``) as a new *candidate* version of a :class:`~ocad.core.artifacts.ModelStore`
+(promoted at once only with ``promote=True``; the quality gate is ``ocad models
+promote``), and its ``performance_report.json`` (:mod:`ocad.train._perf`). A run
+with the data fingerprint and metrics of an existing version adds no version.
 Scratch files (checkpoints for ``resume``, the Parquet datasets) go to a work
 directory, by default ``<store>/.work/tcn-<metric>/``.
 
@@ -21,6 +24,10 @@ Manifest fields (besides ``schema_version``, ``created`` and ``files``, which
 ``parity``
     ``{max_abs_diff, n, tol, rule, scale_median, max_diff_over_allowed}`` of ONNX vs torch on
     held-out test windows; input ``i`` may differ by ``tol * max(1, mean |x_i|)`` (:mod:`ocad.train._export`).
+    ``last_step``: the shipped graph computes only the forecast it returns
+    (:mod:`ocad.train._last_step`); its relative difference to the full graph and
+    to the torch model on the same windows (``max_rel_diff_full_graph``,
+    ``max_rel_diff_torch``, must be <= ``rtol`` = 1e-5).
 ``metrics``
     ``test`` and ``validation``: ``mse, mae, rmse, r2`` and ``naive_*`` of the
     last-value forecast, ``n``; ``beats_naive`` (test MAE < naive MAE).
@@ -62,8 +69,8 @@ log = logging.getLogger("ocad.train")
 
 INPUT_NAME = "x"
 OUTPUT_NAME = "y"
-
-#: Usable windows a forecaster needs per part of the chronological split. Validation: 100,
+#: Usable windows a forecaster needs per part of the chronological split (tuning derives its
+#: window bounds from the same numbers, ``ocad.train._tune.feasible_windows``). Validation: 100,
 #: the floor of ``Calibration.fit`` (the residual score's quantile table is fitted there).
 #: Train: 100 one-step targets; with fewer, early stopping on 100 validation windows cannot
 #: tell learning from memorising. Test: 30, enough to compare the model's MAE with the
@@ -116,9 +123,11 @@ def _spec_dict(spec: MetricSpec) -> dict[str, Any]:
 def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, store: ModelStore, *,
                      seed: int = 0, spec: MetricSpec | None = None, work_dir: str | os.PathLike[str] | None = None,
                      resume: bool = False, progress: bool = True, version: str | None = None,
-                     tuned: Mapping[str, Any] | None = None, tracker: Any = None) -> ForecasterRun:
+                     tuned: Mapping[str, Any] | None = None, tracker: Any = None, promote: bool = False,
+                     init_from: LoadedArtifact | None = None) -> ForecasterRun:
     """Train, export, check and publish the forecaster of one metric (see module docs)."""
     from ._export import check_parity, export_tcn_onnx, onnx_initializer_digest, ort_session, window_scale
+    from ._last_step import check_last_step, tcn_flops
     from ._tcn import evaluate_forecast, fit_tcn, predict
 
     t0 = time.perf_counter()
@@ -142,8 +151,15 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
         for part in (train, val, test):
             write_sequence_dataset(part, work / f"{part.split}.parquet")
     tcfg = config.tcn(seed)
+    init_state = None
+    if init_from is not None:
+        from ._warm import onnx_state
+
+        init_state = onnx_state(init_from)
+        log.info("%s: warm start from %s@%s", name, init_from.name, init_from.version)
     fit = fit_tcn(train, val, tcfg, checkpoint_dir=work, resume=resume, progress=progress, desc=name,
-                  on_epoch=None if tracker is None else (lambda rec: tracker.log_epoch(name, rec)))
+                  on_epoch=None if tracker is None else (lambda rec: tracker.log_epoch(name, rec)),
+                  init_state=init_state)
     with tempfile.TemporaryDirectory(prefix="ocad-export-") as tmp:
         onnx_path = export_tcn_onnx(
             fit.model, config.window, Path(tmp) / "model.onnx", input_name=INPUT_NAME, output_name=OUTPUT_NAME,
@@ -153,6 +169,7 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
         # The forecast is in metric units: the tolerance scales with each window's level.
         parity = check_parity(lambda b: predict(fit.model, b), onnx_path, px, tol=config.parity_tol,
                               input_name=INPUT_NAME, scale=window_scale(px))
+        parity["last_step"] = check_last_step(fit.model, onnx_path, px, input_name=INPUT_NAME)
         log.info("%s: ONNX parity max |diff| = %.3g over %d inputs", name, parity["max_abs_diff"], parity["n"])
         sess = ort_session(onnx_path, threads=config.threads)
 
@@ -176,6 +193,8 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
                  "history": [dict(h) for h in fit.history]}
         if tuned:
             hyper["tuning"] = dict(tuned)
+        if init_from is not None:
+            hyper["init_from"] = f"{init_from.name}@{init_from.version}"
         fp_config = {k: v for k, v in hyper.items() if k not in ("best_epoch", "epochs_run", "history")}
         manifest: dict[str, Any] = {
             "name": name,
@@ -191,6 +210,9 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
             "metric_spec": _spec_dict(spec),
             "model": {
                 "architecture": "tcn", "receptive_field": tcfg.receptive_field, "horizon": 1,
+                "graph": "last_step: only the returned forecast step is computed (ocad.train._last_step)",
+                "multiply_adds": tcn_flops(config.window, config.hidden, config.levels, config.kernel_size,
+                                           last_step=True),
                 "normalisation": "inside the model, per window: m = mean(x), s = max(std(x), 1e-3*|m| + 1e-6); "
                                  "y = m + s * net((x - m) / s)",
                 "onnx_initializer_sha256": onnx_initializer_digest(onnx_path),
@@ -212,7 +234,8 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
             "library_versions": library_versions(),
             "seed": seed,
         }
-        art = publish_artifact(store, manifest, {"model": ("model.onnx", onnx_path)}, version=version)
+        art = publish_artifact(store, manifest, {"model": ("model.onnx", onnx_path)}, version=version,
+                               promote=promote)
     secs = time.perf_counter() - t0
     log.info("%s: wrote %s@%s in %.1fs (fit %.1fs)", name, art.name, art.version, secs, fit.seconds)
     if tracker is not None:
@@ -223,7 +246,8 @@ def train_forecaster(table: SeriesTable, metric: str, config: ForecasterConfig, 
 def train_forecasters(data: Any, metrics: Sequence[str] | str, config: Any = None,
                       out_dir: str | os.PathLike[str] | ModelStore = "models", *, resume: bool = False,
                       progress: bool = True, tune_trials: int | None = None, tracker: Any = None,
-                      work_dir: str | os.PathLike[str] | None = None) -> list[LoadedArtifact]:
+                      work_dir: str | os.PathLike[str] | None = None, promote: bool = False,
+                      init_from: str | None = None, report: bool = True) -> list[LoadedArtifact]:
     """Train one TCN forecaster per metric and publish each into the model store ``out_dir``.
 
     Parameters
@@ -237,8 +261,17 @@ def train_forecasters(data: Any, metrics: Sequence[str] | str, config: Any = Non
         ``None`` for the defaults. Its ``[forecaster]`` table and ``[train] seed``
         are used here; ``[metrics.<name>]`` tables give units / direction.
     out_dir:
-        Model store root (created if needed). Each run adds a new version per
-        metric and promotes it.
+        Model store root (created if needed). Each run adds a new candidate
+        version per metric (none when an existing version has the same data
+        fingerprint and metrics); ``promote=True`` makes it active at once,
+        without the quality gate (``ocad models promote`` runs the gate).
+    init_from:
+        ``"active"``: warm-start each metric from its active version's weights
+        (its architecture; no tuning); metrics without an active version train
+        from scratch.
+    report:
+        Write each version's ``performance_report.json`` (with the comparison
+        against the active version on the same held-out split).
     resume:
         Continue interrupted trainings from their checkpoints (``<work_dir>/tcn-<metric>/last.pt``).
     tune_trials:
@@ -268,10 +301,23 @@ def train_forecasters(data: Any, metrics: Sequence[str] | str, config: Any = Non
     store.init()
     specs = resolve_metric_specs(metrics, cfg.metric_specs)
     trials = cfg.tune.get("trials", 0) if tune_trials is None else tune_trials
+    if init_from not in (None, "active"):
+        raise OcadError(f"init_from={init_from!r}: only 'active' (the active version's weights) is supported")
+    if init_from and trials:
+        raise OcadError("warm start (--init-from) keeps the active version's architecture; it cannot be "
+                        "combined with tuning (--tune)")
     out: list[LoadedArtifact] = []
     for metric in tqdm(metrics, desc="forecasters", unit="metric", disable=not progress or len(metrics) < 2):
         fcfg = cfg.forecaster
         tuned = None
+        warm = None
+        if init_from and store.active(f"tcn-{metric}") is not None:
+            from ._warm import architecture
+
+            warm = store.load(f"tcn-{metric}")
+            fcfg = attrs.evolve(fcfg, **architecture(warm))
+        elif init_from:
+            log.warning("tcn-%s: no active version to warm-start from; training from scratch", metric)
         if trials:
             from ._tune import tune_forecaster
 
@@ -283,6 +329,11 @@ def train_forecasters(data: Any, metrics: Sequence[str] | str, config: Any = Non
         run = train_forecaster(
             table, metric, fcfg, store, seed=cfg.seed, spec=specs[metric],
             work_dir=None if work_dir is None else Path(work_dir) / f"tcn-{metric}", resume=resume,
-            progress=progress, version=cfg.version, tuned=tuned, tracker=tracker)
+            progress=progress, version=cfg.version, tuned=tuned, tracker=tracker, promote=promote,
+            init_from=warm)
+        if report:
+            from ._perf import write_report
+
+            write_report(store, run.artifact, table=table)
         out.append(run.artifact)
     return out

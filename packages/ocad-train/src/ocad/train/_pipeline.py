@@ -21,6 +21,11 @@ metric or many), what the data supports — and says what it skipped and why:
     Only with >= 2 metrics, every endpoint on one time grid and enough feature rows
     (:data:`MULTIVARIATE_MIN_ROWS`); short data use stride 1 and the short split.
 
+Every version a run writes is a *candidate* (``promote=True``: active at once,
+without the quality gate; ``ocad models promote`` / ``ocad retrain`` run the gate),
+gets its ``performance_report.json`` (:mod:`ocad.train._perf`), and is not written
+at all when an existing version has the same data fingerprint and metrics.
+
 Each decision is a :class:`FitDecision`; :func:`train_all` returns a
 :class:`TrainResult` (a sequence of the published artifacts with ``decisions``),
 writes the decisions into the ``core-calibration`` manifest (``training_run``) and
@@ -141,7 +146,7 @@ class TrainResult(Sequence[LoadedArtifact]):
 
 def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None = None, *,
               data: Any = None, resume: bool = False, progress: bool = True, tune_trials: int | None = None,
-              tracker: Any = None) -> TrainResult:
+              tracker: Any = None, promote: bool = False, init_from: str | None = None) -> TrainResult:
     """Fit every model the config asks for and the data supports; publish them into the store at ``out_dir``.
 
     Parameters
@@ -152,6 +157,11 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
         Model store root (required).
     data:
         Use this table / fleet / file instead of ``[data]``.
+    promote:
+        Make every new version active at once, without the quality gate (default:
+        candidates; ``ocad models promote`` / ``ocad retrain`` run the gate).
+    init_from:
+        ``"active"``: warm-start the forecasters from the active versions.
 
     Returns
     -------
@@ -188,17 +198,19 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
 
     for metric in cfg.metrics:
         art, d = _train_one_forecaster(table, metric, cfg, store, resume=resume, progress=progress,
-                                       tune_trials=tune_trials, tracker=tracker)
+                                       tune_trials=tune_trials, tracker=tracker, promote=promote,
+                                       init_from=init_from)
         decide(d, art)
     enabled = cfg.multivariate.get("enabled", "auto")
     if enabled is False:
         decide(FitDecision("iforest-multivariate", False, "disabled ([multivariate] enabled = false / "
                                                           "--no-multivariate)"))
     else:
-        art, d = _train_multivariate(table, cfg, store)
+        trials = cfg.tune.get("trials", 0) if tune_trials is None else tune_trials
+        art, d = _train_multivariate(table, cfg, store, promote=promote, tune_trials=int(trials or 0))
         decide(d, art)
     if cfg.core_calibration:
-        art, d = _train_core_calibration(table, cfg, store, decisions)
+        art, d = _train_core_calibration(table, cfg, store, decisions, promote=promote)
         decide(d, art)
     _write_report(store, table, decisions)
     if not out:
@@ -208,7 +220,7 @@ def train_all(config: Any, out_dir: str | os.PathLike[str] | ModelStore | None =
 
 def _write_report(store: ModelStore, table: SeriesTable, decisions: Sequence[FitDecision]) -> None:
     """``<store>/train_report.json``: the last run's decisions (atomically replaced)."""
-    from ocad.core.artifacts._store import _atomic_write_json
+    from ocad.core.artifacts._atomic import atomic_write_json as _atomic_write_json
 
     _atomic_write_json(store.root / "train_report.json", {
         "schema_version": 1,
@@ -295,21 +307,30 @@ def _n_windows(table: SeriesTable, metric: str, window: int, fractions: Sequence
 
 
 def _train_one_forecaster(table: SeriesTable, metric: str, cfg: TrainConfig, store: ModelStore, *,
-                          resume: bool, progress: bool, tune_trials: int | None, tracker: Any
+                          resume: bool, progress: bool, tune_trials: int | None, tracker: Any,
+                          promote: bool = False, init_from: str | None = None
                           ) -> tuple[LoadedArtifact | None, FitDecision]:
     from ._forecaster import train_forecasters
 
     name = f"tcn-{metric}"
-    fc, why = forecaster_plan(table, metric, cfg.forecaster)
+    base = cfg.forecaster
+    if init_from == "active" and store.active(name) is not None:
+        from ._warm import architecture
+
+        # Warm start keeps the active version's architecture: plan with its window.
+        base = attrs.evolve(base, **architecture(store.load(name)))
+    fc, why = forecaster_plan(table, metric, base)
     if fc is None:
         return None, FitDecision(name, False, why)
+    if init_from and fc.window != base.window:
+        why += f"; no warm start (the active version's window {base.window} does not fit this data)"
+        init_from = None
+    # Tuning proposes only windows the planned split supports (ocad.train._tune.feasible_windows),
+    # so a short series is tuned too, in its planned split.
     trials = cfg.tune.get("trials", 0) if tune_trials is None else tune_trials
-    if trials and fc is not cfg.forecaster:
-        # The search space's windows (16..48) assume a series long enough for all of them.
-        log.warning("%s: tuning skipped for a short series (%s)", name, why)
-        trials = 0
     (art,) = train_forecasters(table, [metric], attrs.evolve(cfg, forecaster=fc), store, resume=resume,
-                               progress=progress, tune_trials=trials, tracker=tracker)
+                               progress=progress, tune_trials=trials, tracker=tracker, promote=promote,
+                               init_from=init_from)
     t = (art.manifest.get("metrics") or {}).get("test") or {}
     beats = (art.manifest.get("metrics") or {}).get("beats_naive")
     note = "" if beats is None else (", beats the naive forecast" if beats else
@@ -320,7 +341,8 @@ def _train_one_forecaster(table: SeriesTable, metric: str, cfg: TrainConfig, sto
 # -- core calibration ----------------------------------------------------------------
 
 def _train_core_calibration(table: SeriesTable, cfg: TrainConfig, store: ModelStore,
-                            decisions: Sequence[FitDecision]) -> tuple[LoadedArtifact | None, FitDecision]:
+                            decisions: Sequence[FitDecision], *, promote: bool = False
+                            ) -> tuple[LoadedArtifact | None, FitDecision]:
     """``Monitor.calibrate`` of the core detectors on the normal samples → a ``core-calibration`` artifact."""
     import pandas as pd
 
@@ -391,7 +413,11 @@ def _train_core_calibration(table: SeriesTable, cfg: TrainConfig, store: ModelSt
         "seed": cfg.seed,
     }
     version = cfg.version if cfg.version and cfg.version not in store.versions(name) else None
-    art = publish_artifact(store, manifest, {"calibration": ("calibration.json", blob)}, version=version)
+    art = publish_artifact(store, manifest, {"calibration": ("calibration.json", blob)}, version=version,
+                           promote=promote)
+    from ._perf import write_report
+
+    write_report(store, art, table=table)
     n_views = f"{len(frame)} normal rows, a view every {every} tick(s)"
     return art, FitDecision(name, True, f"detectors {sorted(fitted)} calibrated on {n_views} "
                                         f"in {secs:.1f}s", art.version)
@@ -418,8 +444,8 @@ def _json_default(o: Any) -> Any:
 MULTIVARIATE_MIN_ROWS = {"train": 200, "validation": 200}
 
 
-def _train_multivariate(table: SeriesTable, cfg: TrainConfig, store: ModelStore
-                        ) -> tuple[LoadedArtifact | None, FitDecision]:
+def _train_multivariate(table: SeriesTable, cfg: TrainConfig, store: ModelStore, *, promote: bool = False,
+                        tune_trials: int = 0) -> tuple[LoadedArtifact | None, FitDecision]:
     name = "iforest-multivariate"
     metrics: Sequence[str] = cfg.multivariate.get("metrics") or table.metrics
     if len(metrics) < 2:
@@ -431,9 +457,41 @@ def _train_multivariate(table: SeriesTable, cfg: TrainConfig, store: ModelStore
     log.info("training the multivariate model on %s", list(metrics))
     params = list(inspect.signature(train_iforest).parameters)
     if params and params[0] == "features_train":
-        return _train_iforest_on_features(train_iforest, table, list(metrics), cfg, store)
-    art: LoadedArtifact = train_iforest(table, list(metrics), cfg.to_dict(), store)
+        tuned: dict[str, Any] = {}
+        art, d = _train_iforest_on_features(train_iforest, table, list(metrics), cfg, store, tune_trials=tune_trials,
+                                            tuned=tuned)
+        if art is None:
+            return art, d
+        art = register_version(store, art, promote=promote, table=table, tuning=tuned or None)
+        return art, attrs.evolve(d, version=art.version)
+    art = register_version(store, train_iforest(table, list(metrics), cfg.to_dict(), store), promote=promote,
+                           table=table)
     return art, FitDecision(name, True, f"on {list(metrics)}", art.version)
+
+
+def register_version(store: ModelStore, art: LoadedArtifact, *, promote: bool = False,
+                     table: Any = None, tuning: Any = None) -> LoadedArtifact:
+    """A version written straight into the store becomes a candidate (or active with ``promote``).
+
+    If an older version has the same data fingerprint and metrics, the new one is
+    discarded (it was never visible as active) and the older one is returned.
+    Writes its ``performance_report.json``.
+    """
+    from ._perf import write_report
+
+    same = store.same_as(art.name, art.manifest, exclude=art.version)
+    if same is not None:
+        from ._manifest import duplicate_note
+
+        store.discard(art.name, art.version)
+        store.record(art.name, "duplicate", same, note=duplicate_note(same))
+        art = store.load(art.name, same)
+    elif not promote:
+        store.record(art.name, "candidate", art.version)
+    if promote:
+        store.promote(art.name, art.version)
+    write_report(store, art, table=table, tuning=tuning)
+    return art
 
 
 #: Default window of the multivariate features: ocad-core's Monitor window.
@@ -442,14 +500,15 @@ MULTIVARIATE_STRIDE = 4
 
 
 def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: list[str], cfg: TrainConfig,
-                               store: ModelStore) -> tuple[LoadedArtifact | None, FitDecision]:
+                               store: ModelStore, *, tune_trials: int = 0, tuned: dict[str, Any] | None = None
+                               ) -> tuple[LoadedArtifact | None, FitDecision]:
     """Adapter for ``train_iforest(features_train, features_val, feature_names, *, config, out_dir, ...)``.
 
     Builds the runtime's window features (``_iforest.feature_matrix_from_fleet`` with
     ocad-core's FeatureEngine) on the chronological train / validation parts of
     the same split the forecasters use (:func:`split_boundaries`, gap = window),
-    keeps normal rows for training, passes the labels for validation, writes the
-    next store version and promotes it.
+    keeps normal rows for training, passes the labels for validation and writes the
+    next store version (:func:`register_version` makes it a candidate).
     """
     from types import SimpleNamespace
 
@@ -516,20 +575,30 @@ def _train_iforest_on_features(train_iforest: Any, table: SeriesTable, metrics: 
         return None, FitDecision(name, False, (
             f"too few normal rows: {int(train.sum())} training / {n_normal_val} validation feature rows "
             f"(window {window}, stride {stride}); the forest needs {need_tr} / {need_va}"))
+    if tune_trials:
+        from ._tune import tune_iforest
+
+        res = tune_iforest(x[train], x[val], lab[val], mv, tune_trials, seed=cfg.seed,
+                           timeout_s=cfg.tune.get("timeout_s"))
+        if res is not None:
+            mv.update(res["best_params"])
+            if tuned is not None:
+                tuned.update(res)
     mv.setdefault("min_validation_rows", need_va)
-    version = cfg.version if cfg.version and cfg.version not in store.versions(name) else store.next_version(name)
-    config = {**mv, "version": version, "window": window, "stride": stride,
-              "feature_engine": _iforest.feature_engine_params(engine), "metrics": list(metrics)}
-    if hasattr(_iforest, "_config"):
-        _iforest._config(config)  # a wrong [multivariate] key is the user's error: raise it here
-    try:
-        art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
-                                            out_dir=store.version_dir(name, version), labels_val=lab[val],
-                                            seed=cfg.seed)
-    except OcadConfigError as exc:
-        # The config is valid, so this is the data (e.g. too many rows with missing features).
-        return None, FitDecision(name, False, str(exc))
-    store.promote(name, version)
+    with store.lock():  # choosing the version, writing and promoting it: one publisher at a time
+        version = cfg.version if cfg.version and cfg.version not in store.versions(name) \
+            else store.next_version(name)
+        config = {**mv, "version": version, "window": window, "stride": stride,
+                  "feature_engine": _iforest.feature_engine_params(engine), "metrics": list(metrics)}
+        if hasattr(_iforest, "_config"):
+            _iforest._config(config)  # a wrong [multivariate] key is the user's error: raise it here
+        try:
+            art: LoadedArtifact = train_iforest(x[train], x[val], names, config=config,
+                                                out_dir=store.version_dir(name, version), labels_val=lab[val],
+                                                seed=cfg.seed)
+        except OcadConfigError as exc:
+            # The config is valid, so this is the data (e.g. too many rows with missing features).
+            return None, FitDecision(name, False, str(exc))
     return art, FitDecision(name, True, (f"on {metrics}: {int(train.sum())} training / {int(val.sum())} validation "
                                          f"rows (window {window}, stride {stride}, split {list(fractions)})"),
                             art.version)

@@ -237,7 +237,8 @@ def _save(obj: Mapping[str, Any], path: Path) -> None:
 def fit_tcn(train: SequenceDataset, val: SequenceDataset, config: TCNConfig, *,
             checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False,
             progress: bool = True, desc: str | None = None,
-            on_epoch: Callable[[Mapping[str, float]], None] | None = None) -> FitResult:
+            on_epoch: Callable[[Mapping[str, float]], None] | None = None,
+            init_state: Mapping[str, np.ndarray] | None = None) -> FitResult:
     """Train a :class:`TCNForecaster` on ``train`` with early stopping on ``val``.
 
     Parameters
@@ -252,6 +253,10 @@ def fit_tcn(train: SequenceDataset, val: SequenceDataset, config: TCNConfig, *,
     on_epoch:
         Called with each epoch's record (``epoch``, ``train_loss``, ``val_loss``),
         e.g. for MLflow or an Optuna pruner.
+    init_state:
+        Warm start: initial weights by parameter name (e.g. read from an active
+        version's ONNX initializers, :func:`ocad.train._warm.onnx_state`); the
+        architecture must match exactly.
     """
     from tqdm.auto import tqdm
 
@@ -268,6 +273,14 @@ def fit_tcn(train: SequenceDataset, val: SequenceDataset, config: TCNConfig, *,
     key = _run_key(train, val, config)
     with deterministic(config.seed, config.threads):
         model = TCNForecaster(config.window, config.hidden, config.levels, config.kernel_size)
+        if init_state is not None:
+            try:
+                model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32))
+                                       for k, v in init_state.items()}, strict=True)
+            except (RuntimeError, KeyError) as exc:
+                raise OcadConfigError(f"warm start: the initial weights do not fit this architecture "
+                                      f"(window {config.window}, hidden {config.hidden}, levels {config.levels}): "
+                                      f"{exc}") from exc
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         xt, yt = _tensor(train.x), _tensor(train.y)
         xv, yv = _tensor(val.x), _tensor(val.y)

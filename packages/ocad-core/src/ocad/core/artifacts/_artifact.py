@@ -14,6 +14,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from typing import Any
 import attrs
 
 from .._errors import OcadArtifactError
+from ._atomic import current_umask, fsync_dir, fsync_file
 
 __all__ = [
     "CORE_CALIBRATION_KIND",
@@ -47,11 +49,10 @@ REQUIRED_FIELDS = (
 )
 
 
-def current_umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_METRIC = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")  # MetricSpec's name rule
+#: Largest manifest read (a real one is a few kB; anything bigger is not a manifest).
+MAX_MANIFEST_BYTES = 16 << 20
 
 
 def sha256_file(path: Path) -> str:
@@ -98,26 +99,43 @@ def _inside(base: Path, rel: str) -> Path:
     return p
 
 
-def load_artifact(path: str | os.PathLike[str], *, expected_kind: str | None = None) -> LoadedArtifact:
-    """Read and verify the artifact at ``path``.
-
-    Raises :class:`OcadArtifactError` naming the artifact and the problem.
-    """
-    base = Path(path)
-    label = str(base)
+def _read_manifest(base: Path, label: str) -> Any:
     mf = base / MANIFEST
     if not mf.is_file():
         raise OcadArtifactError(label, f"no {MANIFEST} in {base}")
+    # A manifest that is a symlink out of its directory would let an artifact borrow another's identity.
+    if mf.is_symlink() and mf.resolve().parent != base.resolve():
+        raise OcadArtifactError(label, f"{MANIFEST} is a symlink out of the artifact directory "
+                                f"(to {os.readlink(mf)!r})")
     try:
-        manifest = json.loads(mf.read_text(encoding="utf-8"))
+        if mf.stat().st_size > MAX_MANIFEST_BYTES:
+            raise OcadArtifactError(label, f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+        return json.loads(mf.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OcadArtifactError(label, f"{MANIFEST} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise OcadArtifactError(label, f"{MANIFEST} is nested too deeply to be a manifest") from None
+
+
+def load_artifact(path: str | os.PathLike[str], *, expected_kind: str | None = None) -> LoadedArtifact:
+    """Read and verify the artifact at ``path``.
+
+    Raises :class:`OcadArtifactError` naming the artifact, the manifest field or file, and the problem.
+    """
+    base = Path(path)
+    label = str(base)
+    manifest = _read_manifest(base, label)
     if not isinstance(manifest, dict):
         raise OcadArtifactError(label, f"{MANIFEST} must hold a JSON object")
     missing = [f for f in REQUIRED_FIELDS if f not in manifest]
     if missing:
         raise OcadArtifactError(label, f"manifest is missing required field(s) {missing}")
-    label = f"{manifest.get('name')}@{manifest.get('version')} ({base})"
+    for key in ("name", "kind", "version"):
+        v = manifest[key]
+        if not isinstance(v, str) or not v or len(v) > 256 or not v.isprintable():
+            raise OcadArtifactError(label, f"manifest field {key!r} = {_short(v)} must be a printable string "
+                                    "of 1..256 characters")
+    label = f"{manifest['name']}@{manifest['version']} ({base})"
     sv = manifest["schema_version"]
     if not isinstance(sv, int) or sv < 1 or sv > SCHEMA_VERSION:
         raise OcadArtifactError(
@@ -131,21 +149,40 @@ def load_artifact(path: str | os.PathLike[str], *, expected_kind: str | None = N
     for role, entry in files.items():
         if not isinstance(entry, dict) or "path" not in entry or "sha256" not in entry:
             raise OcadArtifactError(label, f"files.{role} needs 'path' and 'sha256'")
+        want = entry["sha256"]
+        if not isinstance(want, str) or not _SHA256.match(want):
+            raise OcadArtifactError(label, f"files.{role}.sha256 = {_short(want)} must be 64 lowercase hex digits")
         try:
             p = _inside(base, entry["path"])
         except ValueError as exc:
-            raise OcadArtifactError(label, f"files.{role}: {exc}") from exc
+            raise OcadArtifactError(label, f"files.{role}.path: {exc}") from exc
         if not p.is_file():
             raise OcadArtifactError(label, f"files.{role}: {entry['path']} does not exist")
-        digest = sha256_file(p)
-        if digest != entry["sha256"]:
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise OcadArtifactError(label, f"files.{role}: cannot read {entry['path']}: {exc}") from exc
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != want:
             raise OcadArtifactError(
-                label, f"files.{role}: sha256 mismatch for {entry['path']} (manifest {entry['sha256'][:12]}…, "
+                label, f"files.{role}: sha256 mismatch for {entry['path']} (manifest {want[:12]}…, "
                 f"file {digest[:12]}…): the file was modified or truncated")
     inputs = manifest["inputs"]
     if not isinstance(inputs, dict) or not isinstance(inputs.get("metrics"), list):
         raise OcadArtifactError(label, "manifest 'inputs' must be an object with a 'metrics' list")
+    for i, m in enumerate(inputs["metrics"]):
+        if not isinstance(m, str) or not _METRIC.match(m) or m in ("ts", "endpoint_id"):
+            raise OcadArtifactError(label, f"manifest field 'inputs.metrics[{i}]' = {_short(m)} is not a valid "
+                                    "metric name (letters, digits, '_', '.', '-'; starts with a letter or '_')")
+    units = inputs.get("units", {})
+    if not isinstance(units, dict):
+        raise OcadArtifactError(label, f"manifest field 'inputs.units' = {_short(units)} must be an object")
     return LoadedArtifact(path=base, manifest=manifest)
+
+
+def _short(v: Any, n: int = 80) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + "…"
 
 
 def write_artifact(dest: str | os.PathLike[str], manifest: Mapping[str, Any],
@@ -176,6 +213,7 @@ def write_artifact(dest: str | os.PathLike[str], manifest: Mapping[str, Any],
                 target.write_bytes(content)
             else:
                 shutil.copyfile(content, target)
+            fsync_file(target)  # the rename below must never publish a torn model file
             entries[role] = {"path": rel, "sha256": sha256_file(target), "bytes": target.stat().st_size}
         m = dict(manifest)
         m["schema_version"] = SCHEMA_VERSION
@@ -186,7 +224,15 @@ def write_artifact(dest: str | os.PathLike[str], manifest: Mapping[str, Any],
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, dest)
+        fsync_dir(tmp)
+        try:
+            os.replace(tmp, dest)
+        except OSError as exc:
+            if dest.exists():  # another writer published this version first (no lock held)
+                raise OcadArtifactError(str(dest), "destination exists; artifact versions are immutable "
+                                        "(another writer published it first)") from exc
+            raise
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -203,13 +249,17 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def find_artifacts(root: str | os.PathLike[str]) -> list[Path]:
-    """Artifact directories under ``root``: ``root`` itself, its children, or a model store's active versions."""
+def find_artifacts(root: str | os.PathLike[str], errors: list[str] | None = None) -> list[Path]:
+    """Artifact directories under ``root``: ``root`` itself, its children, or a model store's active versions.
+
+    With ``errors``, a store model whose ``active.json`` is corrupt is skipped and its problem
+    appended there; without, it raises :class:`OcadArtifactError`.
+    """
     from ._store import ModelStore
 
     root = Path(root)
     if (root / MANIFEST).is_file():
         return [root]
     if ModelStore.is_store(root):
-        return ModelStore(root).active_paths()
+        return ModelStore(root).active_paths(errors)
     return sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []

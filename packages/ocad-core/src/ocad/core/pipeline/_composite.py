@@ -148,7 +148,9 @@ class CompositeDetector:
         t0 = time.perf_counter()
         try:
             out = det.score(view).check(n, det.name)
-        except Exception as exc:  # noqa: BLE001 - one detector must never stop the others
+        except (KeyboardInterrupt, SystemExit):
+            raise  # the process is being stopped: not the detector's failure
+        except BaseException as exc:  # noqa: BLE001 - one detector must never stop the others
             h.failures += 1
             h.consecutive_failures += 1
             h.last_error = f"{type(exc).__name__}: {exc}"

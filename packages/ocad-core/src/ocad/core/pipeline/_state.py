@@ -44,6 +44,7 @@ import numpy as np
 
 from ._alerts import Alert, _State
 from .._errors import OcadConfigError
+from ._statecheck import check_endpoint_ids, check_policy_state
 from ._validate import ValidationStats
 from ._window import WindowStore
 
@@ -120,54 +121,83 @@ def import_state(monitor: Any, state: Mapping[str, Any], *, replace: bool = Fals
         ``state`` was exported by a Monitor with another window length or metric order,
         another state version, or its lists do not have one entry per endpoint.
     """
+    if not isinstance(state, Mapping):
+        raise OcadConfigError(f"endpoint state must be a mapping, not {type(state).__name__}")
     layout = state.get("layout")
     want = state_layout(monitor)
     if layout != want:
         raise OcadConfigError(
-            f"endpoint state has layout {layout!r}; this Monitor needs {want!r} (same window length, "
+            f"endpoint state has layout {layout!r:.300}; this Monitor needs {want!r} (same window length, "
             "metrics in the same order, state_version): export it from an identically configured Monitor")
-    ids = [str(e) for e in state["endpoint_id"]]
-    n = len(ids)
-    for f in _FIELDS:
-        if len(state[f]) != n:
-            raise OcadConfigError(f"endpoint state: {f!r} has {len(state[f])} entries for {n} endpoints")
-    if replace:
-        reset_state(monitor)
     store: WindowStore = monitor.store
     w, m = store.window, store.n_metrics
+    # Everything is parsed and checked before the Monitor is touched: a bad entry (an alert document,
+    # a count, an id) refuses the whole import and leaves the Monitor as it was.
+    try:
+        ids = check_endpoint_ids(state["endpoint_id"])
+        n = len(ids)
+        if n > store.capacity:
+            raise ValueError(f"{n} endpoints, more than this Monitor's capacity {store.capacity}")
+        for f in _FIELDS:
+            if len(state[f]) != n:
+                raise ValueError(f"{f!r} has {len(state[f])} entries for {n} endpoints")
+        values = np.asarray(state["values"], dtype=np.float64).reshape(n, w, m)
+        ts = np.asarray(state["ts"], dtype=np.float64).reshape(n, w)
+        caps = np.asarray(state["caps"], dtype=bool).reshape(n, m)
+        count = np.asarray(state["count"]) if n else np.zeros(0, dtype=np.int64)
+        last_ts = np.asarray(state["last_ts"], dtype=np.float64).reshape(n)
+        if count.shape != (n,) or count.dtype.kind not in "iu" or (n and count.min() < 0):
+            raise ValueError(f"'count' must be {n} integers >= 0")
+        if np.isinf(values).any() or np.isinf(ts).any() or not np.isfinite(last_ts).all():
+            raise ValueError("'values' and 'ts' must be finite or NaN, 'last_ts' finite")
+        if np.abs(values[np.isfinite(values)]).max(initial=0.0) > np.finfo(np.float32).max:
+            raise ValueError("'values' beyond float32's range")
+        max_ts = float(state.get("max_ts", -math.inf))
+        if math.isnan(max_ts):
+            raise ValueError("'max_ts' is NaN")
+        # Per-row stage state (baselines, self-calibration), parsed before anything changes.
+        given = state.get("stages", {}) or {}
+        if not isinstance(given, Mapping):
+            raise ValueError("'stages' must be a mapping")
+        stages: dict[str, np.ndarray] = {}
+        for name, arr in store.extra.items():
+            if name in given:
+                stages[name] = np.asarray(given[name], dtype=np.float64).reshape((n, *arr.shape[1:]))
+        alerts: list[_State | None] = []
+        for e, doc in zip(ids, state["alert"]):
+            if doc is None:
+                alerts.append(None)
+                continue
+            st = _policy_state_from(json.loads(doc) if isinstance(doc, str) else doc)
+            check_policy_state(e, st)
+            alerts.append(st)
+    except OcadConfigError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        raise OcadConfigError(f"endpoint state refused (nothing imported): {type(exc).__name__}: "
+                              f"{str(exc)[:300]}") from None
+    if replace:
+        reset_state(monitor)
+        store = monitor.store
     if n:
-        try:
-            values = np.asarray(state["values"], dtype=np.float64).reshape(n, w, m)
-            ts = np.asarray(state["ts"], dtype=np.float64).reshape(n, w)
-            caps = np.asarray(state["caps"], dtype=bool).reshape(n, m)
-        except ValueError as exc:
-            raise OcadConfigError(f"endpoint state: arrays do not fit window={w}, metrics={m}: {exc}") from None
         rows = store.rows(np.asarray(ids, dtype=object))
         # Windows are stored oldest first, so the next sample goes to slot 0 (the oldest).
         store.values[rows] = values.astype(np.float32)
         store.ts[rows] = ts
         store.head[rows] = 0
-        store.count[rows] = np.asarray(state["count"], dtype=np.int64)
-        store.last_ts[rows] = np.asarray(state["last_ts"], dtype=np.float64)
+        store.count[rows] = count.astype(np.int64)
+        store.last_ts[rows] = last_ts
         store.capabilities[rows] = caps
-        stages = state.get("stages", {})
         for name, arr in store.extra.items():
-            if name not in stages:
-                arr[rows] = store._extra_specs[name][2]
-                continue
-            try:
-                arr[rows] = np.asarray(stages[name], dtype=np.float64).reshape((n, *arr.shape[1:]))
-            except ValueError as exc:
-                raise OcadConfigError(f"endpoint state: stage state {name!r} does not fit: {exc}") from None
-    max_ts = float(state.get("max_ts", -math.inf))
+            arr[rows] = stages[name] if name in stages else store._extra_specs[name][2]
     if max_ts > store.max_ts:
         store.max_ts = max_ts
     policy_states = monitor.policy._states
-    for e, doc in zip(ids, state["alert"]):
-        if doc is None:
+    for e, st in zip(ids, alerts):
+        if st is None:
             policy_states.pop(e, None)
         else:
-            policy_states[e] = _policy_state_from(json.loads(doc) if isinstance(doc, str) else doc)
+            policy_states[e] = st
     return monitor
 
 

@@ -11,16 +11,24 @@ non-empty string                       and the value
 ``ts`` missing, not a real number      ``OcadValidationError``; ``ts`` may be epoch
 or datetime, NaN / inf                 seconds (int/float) or a timezone-aware
                                        ``datetime``; naive datetimes are refused
-metric value ``None`` or NaN           missing (counted ``missing``), never zero
+``endpoint_id`` with a control char    ``OcadValidationError`` (ids are compared as
+(``\x00``-``\x1f``, ``\x7f``-``\x9f``),  exact strings; numpy would drop a trailing
+a lone surrogate, or longer than       NUL and merge two ids; one huge id would
+:data:`MAX_ENDPOINT_ID_LEN` chars      size every id column)
+metric value ``None``, NaN, ``pd.NA``  missing (counted ``missing``), never zero
 metric value ±inf                      rejected, reason ``non_finite``
 str / bytes / other types, or a bool   rejected, reason ``wrong_type`` (a numeric
-for a gauge / count metric             string is *not* parsed: "12" is a bug
-                                       upstream, not a measurement)
+for a gauge / count metric, a number   string is *not* parsed: "12" is a bug
+``float()`` refuses (``timedelta64``)  upstream, not a measurement)
 outside the metric's [low, high], or   rejected, reason ``out_of_range``
-an int too large for a float64
+an int too large for a float64, or
+beyond float32 (``|x| > 3.4e38``: the
+window store holds float32)
 boolean metric not 0/1                 rejected, reason ``out_of_range``
 count metric not an integer            rejected, reason ``not_integer``
 unknown metric key                     ignored, counted under ``unknown_metrics``
+                                       (the first :data:`MAX_UNKNOWN_NAMES` names,
+                                       the rest together under ``"<other>"``)
 same (endpoint, ts) twice in a batch   first kept, later dropped: ``duplicate_ts``
 ====================================  ===========================================
 
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from numbers import Real
@@ -44,7 +53,20 @@ import numpy as np
 from .._errors import OcadValidationError
 from .._metrics import RESERVED, MetricKind, MetricRegistry, MetricSpec
 
-__all__ = ["Batch", "ValidationStats", "Validator"]
+__all__ = ["MAX_ENDPOINT_ID_LEN", "MAX_UNKNOWN_NAMES", "Batch", "ValidationStats", "Validator"]
+
+#: Longest endpoint id accepted (characters).
+MAX_ENDPOINT_ID_LEN = 256
+#: Distinct unknown metric names counted by name; later ones are counted under :data:`OTHER_UNKNOWN`.
+MAX_UNKNOWN_NAMES = 1000
+OTHER_UNKNOWN = "<other>"
+#: Unknown names longer than this are counted under :data:`OTHER_UNKNOWN` too.
+MAX_UNKNOWN_NAME_LEN = 128
+# C0 and C1 control characters, DEL, lone surrogates: never part of an endpoint id.
+_BAD_ID_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NARROW_FLOATS = frozenset({np.float32, np.float16})
+#: The window store holds float32: a larger magnitude would become ±inf there.
+F32_MAX = float(np.finfo(np.float32).max)
 
 _FAST_NUM = frozenset({float, int, type(None), np.float64, np.float32, np.int64, np.int32})
 _FAST_BOOL = _FAST_NUM | {bool, np.bool_}
@@ -68,6 +90,14 @@ class ValidationStats:
     def values_rejected(self) -> int:
         return sum(self.rejected.values())
 
+    def count_unknown(self, name: Any, n: int) -> None:
+        """Count ``n`` values of an unknown metric, by name for the first :data:`MAX_UNKNOWN_NAMES` names."""
+        key = name if isinstance(name, str) else repr(name)
+        u = self.unknown_metrics
+        if key not in u and (len(u) >= MAX_UNKNOWN_NAMES or len(key) > MAX_UNKNOWN_NAME_LEN):
+            key = OTHER_UNKNOWN
+        u[key] += n
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": self.records,
@@ -82,12 +112,35 @@ class ValidationStats:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ValidationStats:
-        rej = Counter({tuple(k.rsplit(":", 1)): v for k, v in d.get("rejected", {}).items()})
-        return cls(records=d["records"], values_accepted=d["values_accepted"],
-                   values_missing=d["values_missing"], rejected=rej,  # type: ignore[arg-type]
-                   unknown_metrics=Counter(d.get("unknown_metrics", {})),
-                   dropped_records=Counter(d.get("dropped_records", {})),
-                   clock_resets=d.get("clock_resets", 0))
+        """From :meth:`to_dict`'s output; every count checked (``ValueError`` naming the field)."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"validation counters must be an object, not {type(d).__name__}")
+
+        def count(field: str, v: Any) -> int:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"validation.{field} = {v!r:.80} must be an integer >= 0")
+            return v
+
+        def counter(field: str, keys_with_colon: bool = False) -> Counter[Any]:
+            raw = d.get(field, {})
+            if not isinstance(raw, Mapping):
+                raise ValueError(f"validation.{field} must be an object")
+            out: Counter[Any] = Counter()
+            for k, v in raw.items():
+                if not isinstance(k, str) or (keys_with_colon and ":" not in k):
+                    raise ValueError(f"validation.{field}: bad key {k!r:.80}")
+                out[tuple(k.rsplit(":", 1)) if keys_with_colon else k] = count(f"{field}.{k[:80]}", v)
+            return out
+
+        unknown = counter("unknown_metrics")
+        if len(unknown) > MAX_UNKNOWN_NAMES + 1:
+            raise ValueError(f"validation.unknown_metrics has {len(unknown)} names (at most {MAX_UNKNOWN_NAMES} + 1)")
+        return cls(records=count("records", d.get("records")),
+                   values_accepted=count("values_accepted", d.get("values_accepted")),
+                   values_missing=count("values_missing", d.get("values_missing")),
+                   rejected=counter("rejected", True), unknown_metrics=unknown,
+                   dropped_records=counter("dropped_records"),
+                   clock_resets=count("clock_resets", d.get("clock_resets", 0)))
 
 
 @attrs.frozen(eq=False)
@@ -143,7 +196,41 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 def _check_endpoint(v: Any, index: int | None) -> str:
     if not isinstance(v, str) or not v:
         raise OcadValidationError("endpoint_id", v, "must be a non-empty string", index=index)
+    if len(v) > MAX_ENDPOINT_ID_LEN:
+        raise OcadValidationError("endpoint_id", v[:64] + "…", f"is {len(v)} characters long; at most "
+                                  f"{MAX_ENDPOINT_ID_LEN}", index=index)
+    m = _BAD_ID_CHARS.search(v)
+    if m is not None:
+        raise OcadValidationError("endpoint_id", v, f"holds the control character {m.group()!r} at position "
+                                  f"{m.start()}; ids must be printable (a trailing NUL would merge two ids)",
+                                  index=index)
     return v
+
+
+def _check_id_text(ids: Any) -> None:
+    """Non-empty strings already: one pass over the joined ids finds a control character or a long id."""
+    if len(ids) and (max(map(len, ids)) > MAX_ENDPOINT_ID_LEN or _BAD_ID_CHARS.search("".join(ids))):
+        for i, e in enumerate(ids):
+            _check_endpoint(e, i)
+
+
+def _refuse_narrow_float_ts(dtype: Any, ts: Any, index: int | None = None) -> None:
+    """float32 / float16 cannot hold epoch seconds (float32: 128 s steps in 2026): refused, not widened.
+
+    Widening would not bring the lost seconds back: the samples would collapse onto the same few
+    timestamps and be dropped as ``duplicate_ts``. Send float64 (or int64) epoch seconds.
+    """
+    if dtype is not None and getattr(dtype, "kind", None) == "f" and getattr(dtype, "itemsize", 8) < 8:
+        v = ts if index is not None else (ts[0] if len(ts) else ts)
+        raise OcadValidationError("ts", v, f"a {dtype} timestamp cannot hold epoch seconds (float32 has "
+                                  "128-second steps in 2026); send float64 or int64 epoch seconds",
+                                  index=index if index is not None else 0)
+
+
+def _is_pd_na(v: Any) -> bool:
+    """``pandas.NA`` (the missing marker of nullable columns), recognised without importing pandas."""
+    t = type(v)
+    return t.__name__ == "NAType" and t.__module__.startswith("pandas")
 
 
 class Validator:
@@ -155,8 +242,9 @@ class Validator:
         self.names: tuple[str, ...] = metrics.names()
         self._index = {n: i for i, n in enumerate(self.names)}
         # Per metric, for checking all numeric columns at once (see _check_block).
-        self._low = np.array([sp.low for sp in self.specs])
-        self._high = np.array([sp.high for sp in self.specs])
+        # Clipped to float32's range: the window store holds float32, a larger value would be ±inf there.
+        self._low = np.maximum(np.array([sp.low for sp in self.specs], dtype=np.float64), -F32_MAX)
+        self._high = np.minimum(np.array([sp.high for sp in self.specs], dtype=np.float64), F32_MAX)
         self._is_bool = np.array([sp.kind is MetricKind.BOOLEAN for sp in self.specs])
         self._is_count = np.array([sp.kind is MetricKind.COUNT for sp in self.specs])
         # The last endpoint-id column that passed the checks, and whether its ids are distinct:
@@ -176,15 +264,23 @@ class Validator:
                 raise OcadValidationError("endpoint_id", None, "missing", index=i)
             if "ts" not in rec:
                 raise OcadValidationError("ts", None, "missing", index=i)
-            eps.append(_check_endpoint(rec["endpoint_id"], i))
-            tss.append(_ts_value(rec["ts"], i))
+            e = rec["endpoint_id"]
+            if not isinstance(e, str) or not e:
+                _check_endpoint(e, i)
+            eps.append(e)
+            t = rec["ts"]
+            if type(t) in _NARROW_FLOATS:
+                _refuse_narrow_float_ts(t.dtype, t, i)
+            tss.append(_ts_value(t, i))
             for n in self.names:
                 cols[n].append(rec.get(n))
             if len(rec) > 2:
                 for k in rec:
                     if k not in self._index and k not in RESERVED:
                         unknown[k if isinstance(k, str) else repr(k)] += 1
-        stats.unknown_metrics.update(unknown)
+        _check_id_text(eps)
+        for k, n in unknown.items():
+            stats.count_unknown(k, n)
         r = len(eps)
         ep_arr = np.empty(r, dtype=object)
         ep_arr[:] = eps
@@ -199,6 +295,7 @@ class Validator:
         ep = np.asarray(endpoint_id, dtype=object).ravel()
         r = ep.shape[0]
         unique = self._check_ids(ep)
+        _refuse_narrow_float_ts(getattr(ts, "dtype", None), ts)
         ts_arr = self._ts_column(ts, r)
         # Every column is checked before anything is counted: a refused batch leaves stats as they were.
         cols: dict[int, np.ndarray] = {}
@@ -215,7 +312,7 @@ class Validator:
             cols[j] = arr
         for key in values:
             if key not in self._index:
-                stats.unknown_metrics[key if isinstance(key, str) else repr(key)] += r
+                stats.count_unknown(key, r)
         out = np.full((r, len(self.names)), np.nan)
         numeric = [j for j, arr in cols.items() if arr.dtype.kind in "iuf"]
         if numeric:
@@ -243,6 +340,7 @@ class Validator:
         for i, e in enumerate(ep):
             if not isinstance(e, str) or not e:
                 _check_endpoint(e, i)
+        _check_id_text(ep)
         unique = r <= 1 or len(set(ep.tolist())) == r
         if r >= _IDS_CACHE_MIN:
             self._ids_cache = (ep.copy(), unique)
@@ -332,7 +430,7 @@ class Validator:
                 rejected = np.zeros(len(seq), dtype=bool)
                 wrong = huge = 0
                 for i, v in enumerate(seq):
-                    if v is None:
+                    if v is None or _is_pd_na(v):
                         x[i] = np.nan
                     elif isinstance(v, (bool, np.bool_)):
                         if is_bool:
@@ -348,6 +446,10 @@ class Validator:
                             x[i] = np.nan
                             rejected[i] = True
                             huge += 1
+                        except Exception:  # noqa: BLE001 - np.timedelta64 is "Real" but float() refuses it
+                            x[i] = np.nan
+                            rejected[i] = True
+                            wrong += 1
                     else:
                         x[i] = np.nan
                         rejected[i] = True
@@ -365,8 +467,9 @@ class Validator:
             nan &= ~rejected
         inf = np.isinf(x)
         finite = np.isfinite(x)
+        low, high = max(spec.low, -F32_MAX), min(spec.high, F32_MAX)
         with np.errstate(invalid="ignore"):
-            oor = finite & ((x < spec.low) | (x > spec.high))
+            oor = finite & ((x < low) | (x > high))
             if spec.kind is MetricKind.BOOLEAN:
                 oor |= finite & (x != 0.0) & (x != 1.0)
             non_int = finite & ~oor & (spec.kind is MetricKind.COUNT) & (x != np.round(x))

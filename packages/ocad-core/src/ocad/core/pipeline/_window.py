@@ -59,6 +59,9 @@ class WindowStore:
         self.evicted_capacity = 0
         #: Ids of endpoints evicted for capacity since the owner last cleared this list.
         self.evicted_lru: list[str] = []
+        #: The last sample time of every endpoint evicted (idle or capacity) since the owner last
+        #: cleared it: its open alert resolves at its *own* last sample, not at the fleet's newest.
+        self.evicted_last_ts: dict[str, float] = {}
         self.max_ts = -np.inf
         # Bumped whenever the id -> row map changes; guards the lookup cache.
         self._version = 0
@@ -191,6 +194,7 @@ class WindowStore:
         order = np.argpartition(self.last_ts[cand], k - 1)[:k] if k < cand.size else np.arange(cand.size)
         victims = cand[order]
         self.evicted_lru += [str(self.ids[r]) for r in victims.tolist()]
+        self.evicted_last_ts.update(zip(self.evicted_lru[-victims.size:], self.last_ts[victims].tolist()))
         self._release(victims)
         self.evicted_capacity += int(victims.size)
 
@@ -236,6 +240,7 @@ class WindowStore:
         if not idle.size:
             return []
         ids = [str(e) for e in self.ids[idle]]
+        self.evicted_last_ts.update(zip(ids, self.last_ts[idle].tolist()))
         self._release(idle)
         self.evicted_idle += int(idle.size)
         return ids

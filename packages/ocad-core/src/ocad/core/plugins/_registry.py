@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 import attrs
+import numpy as np
 import pluggy
 
 from . import hookspecs
@@ -126,7 +127,9 @@ class PluginRegistry:
             info = PluginInfo(ep.name, dist.version if dist else "", dist.name if dist else ep.value)
             try:
                 obj = ep.load()
-            except Exception as exc:  # noqa: BLE001
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - SystemExit at import too: one plugin never stops the others
                 self._fail(ep.name, "load", exc)
                 continue
             self._register(obj, ep.name, info)
@@ -154,10 +157,19 @@ class PluginRegistry:
         for impl in caller.get_hookimpls():
             try:
                 res = impl.function(*[kwargs[a] for a in impl.argnames])
-            except OcadConfigError:
-                # The user's configuration is wrong, not the plugin: refuse to start, naming the key.
+                if res is not None and not isinstance(res, (list, tuple)):
+                    # A generator (or any lazy iterable) fails when iterated: iterate it here, isolated.
+                    res = list(res)
+            except KeyboardInterrupt:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except OcadConfigError as exc:
+                if hook in _CONFIG_HOOKS:
+                    # A hook that reads the user's config tables refuses a wrong one: the Monitor
+                    # refuses to start, the message naming the plugin and the key.
+                    raise OcadConfigError(f"plugin {impl.plugin_name!r} ({hook}): {exc}") from exc
+                self._fail(impl.plugin_name, hook, exc)  # no config to blame: a plugin failure
+                continue
+            except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit: isolated like any error
                 self._fail(impl.plugin_name, hook, exc)
                 continue
             if res is not None:
@@ -172,8 +184,10 @@ class PluginRegistry:
         for plugin, specs in self.call_each("ocad_metrics"):
             for spec in specs:
                 try:
+                    if not isinstance(spec, MetricSpec):
+                        raise TypeError(f"{spec!r:.80} is not a MetricSpec")
                     reg.add(spec)
-                except OcadConfigError as exc:
+                except (OcadConfigError, TypeError) as exc:
                     self._fail(plugin, "ocad_metrics", exc)
         for name, data in (extra or {}).items():
             reg.add(MetricSpec.from_mapping(name, data))
@@ -203,9 +217,9 @@ class PluginRegistry:
                 self._fail(plugin, "ocad_detectors", exc)
                 continue
             for det in dets:
-                if not isinstance(det, Detector):
-                    self._fail(plugin, "ocad_detectors",
-                               TypeError(f"{det!r} does not satisfy the Detector protocol"))
+                problem = _detector_problem(det, Detector)
+                if problem is not None:
+                    self._fail(plugin, "ocad_detectors", TypeError(problem))
                     continue
                 if det.name in seen:
                     self._fail(plugin, "ocad_detectors",
@@ -219,6 +233,33 @@ class PluginRegistry:
 
     def add_cli_commands(self, subparsers: Any) -> None:
         self.call_each("ocad_cli_commands", subparsers=subparsers)
+
+
+#: The longest history a plugin's detector may ask for (samples): the Monitor's window store holds
+#: ``rows × metrics × window`` float32 for every endpoint, so a plugin must not be able to size it.
+MAX_WINDOW = 10_000
+
+#: Hooks that receive the user's configuration (``context``): an OcadConfigError there is the config's.
+_CONFIG_HOOKS = frozenset({"ocad_detectors", "ocad_artifact_detectors"})
+
+
+def _detector_problem(det: Any, protocol: type) -> str | None:
+    """Why ``det`` cannot run in a composite (attributes the Protocol check does not look at), or None."""
+    try:
+        if not isinstance(det, protocol):
+            return f"{det!r:.80} does not satisfy the Detector protocol"
+        name, window, kind = det.name, det.window, getattr(det, "kind", det.name)
+        if not isinstance(name, str) or not name:
+            return f"detector name {name!r:.80} must be a non-empty string"
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= MAX_WINDOW:
+            return f"detector {name!r}: window = {window!r:.80} must be an integer in 1..{MAX_WINDOW}"
+        if not isinstance(kind, str) or not kind:
+            return f"detector {name!r}: kind = {kind!r:.80} must be a non-empty string"
+        if not callable(getattr(det, "score", None)):
+            return f"detector {name!r}: score is not callable"
+    except Exception as exc:  # noqa: BLE001 - a property that raises is the plugin's problem
+        return f"detector attributes cannot be read: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _dist_version(name: str) -> str:

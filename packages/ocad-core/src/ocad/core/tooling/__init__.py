@@ -4,7 +4,8 @@ Never imported by ``import ocad.core`` (a test enforces it) and never imported b
 a runtime module. ``_synthetic`` (generate_fleet), ``_evaluation`` (alert/event
 matching), ``_quality`` (suites, evaluate, tune_weights), ``_report`` (HTML
 report; ``report`` extra), ``_shadow`` (ShadowRunner) and ``_io`` (CSV/Parquet
-records and events; ``io`` extra). ``ocad demo`` and ``ocad evaluate`` run on it
+records and events; ``io`` extra) and ``_families`` (the test-only scenario families of
+the ``generalization`` suite). ``ocad demo`` and ``ocad evaluate`` run on it
 without torch, which is why it lives in ocad-core (see docs/architecture.md).
 """
 

@@ -7,7 +7,10 @@ model, so that a number measured on them says something about a network OCAD nev
 * **noise**: an AR(1) process per endpoint and gauge (``phi`` drawn per endpoint) driven by
   Student-t, Laplace or Gaussian innovations (per family), multiplicative on the level,
   UDP and LBM innovations correlated by a per-endpoint ``rho``; no diurnal sine per site,
-  no benign blips unless the family is about them;
+  no benign blips unless the family is about them. The families about noise, scale and
+  interval (student_t, scale_100ms, interval_*, daily) have heavy or strongly correlated
+  noise; the families about a fault shape or benign events have mild noise (phi <= 0.3,
+  1 % wander), so that what they measure is that shape, not the noise again;
 * **levels**: drawn per family (sub-millisecond to 100 ms RTT, 20 µs and up eCPRI), times a
   slowly wandering factor (an Ornstein-Uhlenbeck process of a few per cent);
 * **faults**: written into a level factor and a noise-scale factor before the values are
@@ -471,7 +474,8 @@ def _gen_interval(b: _Builder) -> FamilyFleet:
 
 def _gen_benign(b: _Builder) -> FamilyFleet:
     b.oran_levels((0.2, 20.0), (20.0, 400.0))
-    z = b.noise("student_t", phi=(0.0, 0.5), df=(4.0, 8.0))
+    # Mild noise: what alerts here is the blips and the gaps, not the noise law (student_t's aspect).
+    z = b.noise("gauss", phi=(0.0, 0.3), wander=0.01)
     b.healthy[:] = True
     # One-sample blips x3-6 on one gauge, about two per endpoint-hour: a busy queue, a GC pause.
     r = b.r_benign
@@ -515,14 +519,14 @@ def _gen_drop(b: _Builder) -> FamilyFleet:
     r = b.r_layout
     b.base[:, 0] = r.uniform(100.0, 900.0, b.n)
     b.cv[:, 0] = r.uniform(0.04, 0.12, b.n)
-    z = b.noise("gauss", phi=(0.4, 0.9), wander=0.04)
+    z = b.noise("gauss", phi=(0.3, 0.7), wander=0.02)  # throughput is smoother than a probe RTT
     b.faults(("drop",), (1, 2))
     return b.fleet(b.synthesise(z, floor=0.05), user_metrics=FAMILIES["drop"].user_metrics)
 
 
 def _gen_planned_shift(b: _Builder) -> FamilyFleet:
     b.oran_levels((0.2, 20.0), (20.0, 400.0))
-    z = b.noise("laplace", phi=(0.0, 0.6))
+    z = b.noise("laplace", phi=(0.0, 0.3), wander=0.01)
     rows = b.pick_faulty(0.75)
     r = b.r_fault
     settle = int(round(_SETTLE_S / b.dt))
@@ -543,7 +547,7 @@ def _gen_planned_shift(b: _Builder) -> FamilyFleet:
 
 def _gen_slow_drift(b: _Builder) -> FamilyFleet:
     b.oran_levels((0.2, 20.0), (20.0, 400.0))
-    z = b.noise("student_t", phi=(0.2, 0.6), df=(5.0, 10.0))
+    z = b.noise("student_t", phi=(0.0, 0.3), df=(6.0, 10.0), wander=0.01)
     r = b.r_fault
     for e in b.pick_faulty():
         n = b.ticks(3600.0, 3 * 3600.0)
@@ -568,7 +572,7 @@ def _gen_slow_drift(b: _Builder) -> FamilyFleet:
 def _single_type(fault: str, law: str, per_endpoint: tuple[int, int] = (1, 2)) -> Callable[[_Builder], FamilyFleet]:
     def gen(b: _Builder) -> FamilyFleet:
         b.oran_levels((0.2, 20.0), (20.0, 400.0))
-        z = b.noise(law, phi=(0.0, 0.6), df=(4.0, 8.0))
+        z = b.noise(law, phi=(0.0, 0.3), df=(4.0, 8.0), wander=0.01)
         b.faults((fault,), per_endpoint)
         return b.fleet(b.synthesise(z))
     return gen

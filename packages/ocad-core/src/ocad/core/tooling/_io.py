@@ -79,6 +79,9 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
         rows = _csv_rows(reader, f)
+    dup = sorted({str(c) for c in header if header.count(c) > 1})
+    if dup:  # csv.DictReader would keep the last one silently
+        raise OcadValidationError("columns", dup, f"{p.name} has duplicated column name(s) in its header")
     for req in ("endpoint_id", "ts"):
         if req not in header:
             raise OcadValidationError(req, None, f"{p.name} has no {req!r} column (columns: {header})")
@@ -108,7 +111,11 @@ def _isnan(v: Any) -> bool:
 
 def _long_to_wide(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     merged: dict[tuple[str, Any], dict[str, Any]] = {}
-    for r in rows:
+    for i, r in enumerate(rows):
+        if r.get("metric") in ("endpoint_id", "ts", "metric", "value"):
+            # It would rewrite the record's own endpoint or time: refused, as for a long DataFrame.
+            raise OcadValidationError("metric", r["metric"], "a long-format row may not name a reserved column "
+                                      "(ts, endpoint_id, metric, value) as its metric", index=i)
         key = (r["endpoint_id"], r["ts"])
         rec = merged.get(key)
         if rec is None:

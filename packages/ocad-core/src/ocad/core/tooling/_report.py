@@ -136,6 +136,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") 
 
 def _tables(m: Mapping[str, Any]) -> str:
     parts = []
+    if m.get("families"):
+        rows = []
+        for fam, r in m["families"].items():
+            rows.append([fam, "all", r["events"], r["detected"], r["event_precision"], r["event_recall"],
+                         r.get("chance_recall"), r["event_f1"], r["false_alerts_per_endpoint_day"],
+                         r["lead_time_p50_s"], r["roc_auc"], r.get("misses") or "-"])
+            rows += [["", ft + ("*" if t.get("optional") else ""), t["events"], t["detected"], t["event_precision"],
+                      t["event_recall"], t.get("chance_recall"), t["event_f1"], t["false_alerts_per_endpoint_day"],
+                      t["lead_time_p50_s"], t["roc_auc"], ""] for ft, t in r["per_fault_type"].items()]
+        parts.append("<h2>Per scenario family and fault type</h2>")
+        parts.append(_table(["family", "fault type", "events", "detected", "event precision", "event recall",
+                             "chance recall", "event F1", "false alerts / endpoint-day", "lead p50 s", "ROC-AUC",
+                             "targets missed"], rows, "families"))
+        parts.append("<p>* optional event (planned shift): detected = alerted once and resolved; not in recall.</p>")
     parts.append("<h2>Overall, after the alert policy</h2>")
     keys = ["event_precision", "event_recall", "event_f1", "precision", "recall", "f1", "false_alarm_rate",
             "roc_auc", "pr_auc", "mttd_s", "lead_time_p50_s", "false_alerts_per_endpoint_day", "events",

@@ -10,13 +10,25 @@ in the candidate stream, or in both. The candidate's alert events stay in
 :attr:`ShadowRunner.events`; they never enter the Monitor's event stream, and a
 candidate that raises is counted, never propagated.
 
-Typical use, comparing a newly trained model version before promoting it::
+Compare like with like: the candidate set must be the active set with only the
+candidate versions swapped in, so that the same detectors judge the same
+metrics on both sides. :meth:`ShadowRunner.from_store` builds exactly that from
+a model store (the residual detector is built from *all* forecasters; a
+candidate ``tcn-a@1.1.0`` replaces ``tcn-a``'s active version and keeps the
+other metrics' active versions). Typical use, comparing newly trained versions
+before promoting them::
 
-    mon = Monitor.from_defaults()
-    shadow = ShadowRunner.from_model_dir(mon, "store/candidates/residual-1.3.0").attach(mon)
+    store = ModelStore("store")                                  # ocad.core.artifacts
+    mon = Monitor.from_model_dir("store")                        # the active versions
+    shadow = ShadowRunner.from_store(mon, store, {"tcn-udp_echo_rtt_ms": "1.1.0"}).attach(mon)
     for batch in stream:
         handle(mon.observe(batch))              # active alerts only
     print(shadow.report().to_dict())           # agreement, alerts only in one of the two
+
+:func:`compare_store` does this over a file and adds detection quality per side
+(``ocad models shadow``). :meth:`ShadowRunner.from_model_dir` takes any artifact
+directory and warns when a same-named detector's metrics differ (unlike with
+unlike: its score agreement means little).
 
 Cost: the candidate detectors run on every tick, in the Monitor's thread, after
 the active alerts were computed; budget for them as for active detectors.
@@ -38,7 +50,7 @@ from ..pipeline._composite import CompositeDetector, CompositeOutput
 from .._errors import OcadConfigError
 from .._view import DetectorView
 
-__all__ = ["ShadowReport", "ShadowRunner"]
+__all__ = ["ShadowReport", "ShadowRunner", "compare_store", "store_artifacts"]
 
 log = logging.getLogger("ocad.shadow")
 
@@ -213,6 +225,28 @@ class ShadowRunner:
         if not dets:
             raise OcadConfigError(f"shadow: no installed plugin builds detectors from the artifacts in {str(path)!r}")
         label = name or ",".join(f"{a.name}@{a.version}" for a in arts)
+        for nm, d in like_for_like(monitor, dets).items():
+            if not d["same_metrics"]:
+                log.warning("shadow %r: detector %r judges %s in the candidate but %s in the active set: unlike "
+                            "with unlike; compare versions of the same models (ShadowRunner.from_store)",
+                            label, nm, d["candidate_metrics"], d["active_metrics"])
+        return cls.from_monitor(monitor, dets, name=label, **kw)
+
+    @classmethod
+    def from_store(cls, monitor: Any, store: Any, candidates: Mapping[str, str], **kw: Any) -> ShadowRunner:
+        """The store's active versions with ``candidates`` (model name → version) swapped in.
+
+        ``monitor`` should run the store's active versions
+        (``Monitor.from_model_dir(store.root)``): then every detector built from
+        artifacts exists on both sides with the same metrics, and only the
+        candidate versions differ. Built strictly (a broken candidate raises).
+        """
+        _, arts = store_artifacts(store, candidates)
+        ctx = attrs.evolve(monitor.context, strict=True, artifact_errors=[])
+        dets = monitor.registry.artifact_detectors(arts, ctx, strict=True)
+        if not dets:
+            raise OcadConfigError(f"shadow: no installed plugin builds detectors from {sorted(candidates)}")
+        label = ",".join(f"{n}@{v}" for n, v in sorted(candidates.items()))
         return cls.from_monitor(monitor, dets, name=label, **kw)
 
     def attach(self, monitor: Any) -> ShadowRunner:
@@ -312,3 +346,130 @@ class ShadowRunner:
             active_alerts=self._n_active, candidate_alerts=self._n_candidate, both=both,
             only_active=tuple(only_a), only_candidate=tuple(only_c),
             candidate_health=self.composite.health_report(), errors=self.errors, last_error=self.last_error)
+
+
+def like_for_like(monitor: Any, candidates: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """Per candidate detector: its metrics and those of the same-named active detector."""
+    active = {d.name: d for d in monitor.detectors}
+    out = {}
+    for d in candidates:
+        a = active.get(d.name)
+        am = sorted(getattr(a, "metrics", ())) if a is not None else None
+        cm = sorted(getattr(d, "metrics", ()))
+        out[d.name] = {"active_metrics": am, "candidate_metrics": cm, "same_metrics": am == cm}
+    return out
+
+
+def store_artifacts(store: Any, candidates: Mapping[str, str]) -> tuple[list[Any], list[Any]]:
+    """(active artifacts, the same with ``candidates`` swapped in) of a model store, all verified."""
+    active = {}
+    for n in store.names():
+        v = store.active(n)
+        if v is not None:
+            active[n] = store.load(n, v)
+    cand = dict(active)
+    for n, v in candidates.items():
+        if v not in store.versions(n):
+            raise OcadConfigError(f"shadow: {n} has no version {v!r}; it has {store.versions(n)}")
+        cand[n] = store.load(n, v)
+    return list(active.values()), list(cand.values())
+
+
+def _endpoint_days(series_ts: Mapping[str, np.ndarray]) -> float:
+    days = 0.0
+    for t in series_ts.values():
+        t = np.sort(np.asarray(t, np.float64))
+        step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+        days += (float(t[-1] - t[0]) + step) / 86400.0 if t.size else 0.0
+    return days
+
+
+def _detection(events: Sequence[AlertEvent], run: Any, endpoint_days: float) -> dict[str, Any]:
+    from ._evaluation import alerts_from_events, event_f1, match_events, summarize_matches
+
+    alerts = alerts_from_events(events)
+    out: dict[str, Any] = {"alerts": len(alerts),
+                           "alerts_per_endpoint_day": len(alerts) / endpoint_days if endpoint_days > 0 else None}
+    if run is not None:
+        matches, false = match_events(alerts, run.events, end_ts=float(run.data["end_ts"]))
+        summ = summarize_matches(matches, false, len(alerts), endpoint_days)
+        summ["event_f1"] = event_f1(summ)
+        out.update({k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in summ.items()})
+    return out
+
+
+def compare_store(store_root: str | os.PathLike[str], data: str | os.PathLike[str], *,
+                  candidates: Mapping[str, str] | None = None, config: Any = None, registry: Any = None,
+                  events_path: str | os.PathLike[str] | None = None, progress: bool = False) -> dict[str, Any]:
+    """Active versions vs candidates of the same models, side by side on the stream in ``data``.
+
+    ``candidates``: model name → version (default: each model's newest candidate,
+    :meth:`ModelStore.candidates`). ``data``: CSV / Parquet; with a ``fault_type``
+    column (``ocad simulate`` writes one) each side also gets event F1, precision,
+    recall, false alerts per endpoint-day and per fault type. Returns a JSON-ready
+    dict: ``active`` / ``candidate`` (versions, detection), ``shadow`` (the
+    :class:`ShadowReport`: score correlation, per detector, alerts only in one),
+    ``like_for_like`` (each compared detector's metrics on both sides).
+    """
+    from .._config import MonitorConfig
+    from .._errors import OcadValidationError
+    from .._monitor import Monitor
+    from ..artifacts._store import ModelStore
+
+    if not ModelStore.is_store(store_root):
+        raise OcadConfigError(f"{store_root} is not a model store (no store.json)")
+    store = ModelStore(store_root)
+    if candidates is None:
+        candidates = {n: store.candidates(n)[-1] for n in store.names() if store.candidates(n)}
+    if not candidates:
+        raise OcadConfigError(f"no candidate versions in {store_root}: train first, or name one with --candidate")
+    run = None
+    try:
+        from ._quality import load_labelled_file
+
+        run = load_labelled_file(data, events_path)
+        run.data  # noqa: B018 - parse now: an unlabelled file is read below instead
+        records = run.data["records"]
+        series_ts = {e: t for e, (t, _) in run.data["series"].items()}
+    except OcadValidationError as exc:
+        if exc.field != "fault_type":
+            raise
+        from ._io import read_records
+
+        run = None
+        records = read_records(data)
+        by: dict[str, list[float]] = {}
+        for r in records:
+            by.setdefault(str(r["endpoint_id"]), []).append(float(r["ts"]))
+        series_ts = {e: np.asarray(t) for e, t in by.items()}
+        records.sort(key=lambda r: float(r["ts"]))
+    cfg = MonitorConfig.coerce(config)
+    active_arts, cand_arts = store_artifacts(store, candidates)
+
+    def monitor(c: Any) -> Any:
+        if active_arts:
+            return Monitor.from_model_dir(store.root, c, registry=registry, strict=True)
+        return Monitor(attrs.evolve(c, use_shipped_models=False), registry=registry, strict=True)
+
+    mon = monitor(cfg)
+    probe = ShadowRunner.from_store(mon, store, candidates)
+    if probe.composite.window > mon.window:  # the same, longer window on both sides
+        mon = monitor(attrs.evolve(cfg, window=probe.composite.window))
+    shadow = ShadowRunner.from_store(mon, store, candidates, max_events=10**9).attach(mon)
+    lfl = like_for_like(mon, list(shadow.composite.detectors))
+    events: list[AlertEvent] = []
+    if run is not None:
+        events = run.feed(mon, progress=progress)
+    else:
+        for i in range(0, len(records), 20_000):
+            events += mon.observe(records[i:i + 20_000])
+    days = _endpoint_days(series_ts)
+    rep = shadow.report().to_dict()
+    return {
+        "store": str(store.root), "data": str(data), "labelled": run is not None, "endpoint_days": days,
+        "active": {"versions": {a.name: a.version for a in active_arts}, "detection": _detection(events, run, days)},
+        "candidate": {"versions": {a.name: a.version for a in cand_arts},
+                      "detection": _detection(shadow.events, run, days)},
+        "like_for_like": lfl,
+        "shadow": rep,
+    }
