@@ -51,7 +51,7 @@ def fleet():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def shared():  # type: ignore[no-untyped-def]
     """One set of detectors (two ONNX models among them) for every Monitor of the module."""
-    dets = Monitor({}, registry=REGISTRY, strict=True).detectors
+    dets = Monitor({"monitor": {"warmup_samples": 16}}, registry=REGISTRY, strict=True).detectors
     assert {"residual", "multivariate"} <= {d.name for d in dets}
     return dets
 
@@ -61,7 +61,7 @@ def shard_of(endpoint_id: str) -> int:
 
 
 def run_shard(k: int, fleet, detectors, barrier: threading.Barrier | None = None):  # type: ignore[no-untyped-def]
-    mon = Monitor({}, registry=REGISTRY, detectors=detectors)
+    mon = Monitor({"monitor": {"warmup_samples": 16}}, registry=REGISTRY, detectors=detectors)
     ticks = [[r for r in fleet.records(t) if shard_of(r["endpoint_id"]) == k] for t in range(T)]
     if barrier is not None:
         barrier.wait()  # every thread starts feeding at the same moment
@@ -108,7 +108,7 @@ def _canon(events):  # type: ignore[no-untyped-def]
 
 
 def test_the_shards_together_alert_like_one_whole_fleet_monitor(fleet, shared, sequential):
-    whole = Monitor({}, registry=REGISTRY, detectors=shared)
+    whole = Monitor({"monitor": {"warmup_samples": 16}}, registry=REGISTRY, detectors=shared)
     events = []
     for t in range(T):
         events += [e.to_dict() for e in whole.observe(fleet.records(t))]

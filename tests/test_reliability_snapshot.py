@@ -36,7 +36,7 @@ ml_plugin = pytest.importorskip("ocad.detectors_ml._plugin")
 
 CORE, CHURN = 14, 8  # endpoints that always report / of which 4 report at each tick
 T, CUT = 320, 170
-CONFIG = {"monitor": {"capacity": CORE + 5, "idle_timeout_s": 300.0, "clock_reset_s": 300.0}}
+CONFIG = {"monitor": {"warmup_samples": 16, "capacity": CORE + 5, "idle_timeout_s": 300.0, "clock_reset_s": 300.0}}
 
 
 def build() -> Monitor:

@@ -7,7 +7,8 @@ Example TOML::
     capacity = 100000        # endpoints held at once (LRU eviction beyond)
     idle_timeout_s = 3600    # evict endpoints silent this long (sample time)
     warmup_samples = 16      # samples before an endpoint may alert (default: window // 2)
-    warmup_s = 1800          # ... and this much sample time (its baselines learn meanwhile)
+    warmup_s = 1800          # ... and this much sample time (its baselines learn meanwhile; default
+                             # 1800, or 0 when warmup_samples is set explicitly)
     warmup_max_samples = 360 # ... or this many samples, whichever comes first with warmup_samples
     clock_reset_s = 300      # a timestamp this far back restarts the endpoint's window
     time_budget_s = 0.5      # per detector per tick; over-budget detectors are skipped
@@ -86,7 +87,8 @@ class MonitorConfig:
     time_budget_s: float | None = None
     max_consecutive_failures: int = 3
     warmup_samples: int | None = None
-    warmup_s: float = 1800.0
+    #: Sample time of the warm-up; None: 1800 s, unless ``warmup_samples`` is set (then that count alone).
+    warmup_s: float | None = None
     warmup_max_samples: int = 360
     use_shipped_models: bool = True
     metrics: tuple[str, ...] | None = None

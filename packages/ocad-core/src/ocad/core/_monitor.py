@@ -528,7 +528,11 @@ class Monitor:
         view = self._view(rows, b)
         comp = self.composite.score(view, lambda u: self.selfcal.pvalues(store, rows, u))
         self.last_ready = ready = self._ready(rows, b.ts, view.counts)
+        self.last_rows = rows
         events += self.policy.update(b.endpoint_id, b.ts, comp, ready=ready)
+        # Shadows (candidates, the evaluation recorder) see the state this tick was judged with.
+        for sh in self.shadows:
+            sh.observe_tick(view, b, comp, events)
         # Learn after judging, and not from samples that are suspect (composite at or above the alert
         # policy's clear threshold) or from endpoints under an alert (open or pending): evidence that
         # has not opened an alert yet must not be learned as normal and silence itself.
@@ -537,8 +541,6 @@ class Monitor:
         if comp.calibrated is not None:
             self.selfcal.update(store, rows, b.ts, prior_surprise(comp.calibrated), frozen)
         self.baselines.update(store, rows, b.ts, b.values, frozen)
-        for sh in self.shadows:
-            sh.observe_tick(view, b, comp, events)
         if self._score_sink is not None:
             self._score_sink.append(self._score_rows(b, comp))
         return events
@@ -546,8 +548,11 @@ class Monitor:
     def _ready(self, rows: np.ndarray, ts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Endpoints past their warm-up: enough samples and enough sample time (or many samples)."""
         cfg = self.config
+        warmup_s = cfg.warmup_s if cfg.warmup_s is not None else (0.0 if cfg.warmup_samples is not None else 1800.0)
+        if warmup_s <= 0:
+            return counts >= self.warmup_samples
         age = self.baselines.age(self.store, rows, ts)
-        return (counts >= self.warmup_samples) & ((age >= cfg.warmup_s) | (counts >= cfg.warmup_max_samples))
+        return (counts >= self.warmup_samples) & ((age >= warmup_s) | (counts >= cfg.warmup_max_samples))
 
     def _evict_idle(self, active: np.ndarray) -> list[str]:
         st = self.store

@@ -46,6 +46,8 @@ _LN2 = math.log(2.0)
 P_MIN = 1e-15
 #: Exceedances (decayed) of a level before its rate counts as measured on this endpoint.
 MIN_EXCEEDANCES = 3.0
+#: Prior surprise up to which an endpoint's own exceedance rates are learned.
+LEARN_MAX = 4.0
 #: The flattest tail (decades of p per unit of prior surprise) extrapolated from an endpoint's data.
 MIN_TAIL_SLOPE = 1.0
 
@@ -165,6 +167,10 @@ class SelfCalibration:
         dt = np.where(np.isfinite(dt) & (dt > 0), dt, 0.0)
         decay = np.exp(-_LN2 * dt / self.config.half_life_s)[:, None]
         ok = np.isfinite(uu)
+        # Levels above LEARN_MAX are never learned from data, only extrapolated from the endpoint's
+        # measured rate below it: sustained evidence (a slow drift that has not opened an alert yet)
+        # must not teach the endpoint that strong evidence is ordinary and silence itself.
+        uu = np.minimum(uu, LEARN_MAX)
         n = x["sc_n"][r] * decay + ok
         exc = x["sc_exc"][r] * decay[:, :, None] + (ok[:, :, None] & (uu[:, :, None] >= GRID))
         x["sc_n"][r] = n

@@ -281,8 +281,11 @@ class ShadowRunner:
                  events: Sequence[AlertEvent]) -> None:
         self.ticks += 1
         self._drop_evicted(batch)
-        cand = self.composite.score(view)
-        cev = self.policy.update(batch.endpoint_id, batch.ts, cand, ready=view.counts >= self.warmup_samples)
+        cand = self.composite.score(view, self._pvalues())
+        ref = getattr(self, "_monitor", None)
+        ready = getattr(ref() if ref is not None else None, "last_ready", None)
+        cev = self.policy.update(batch.endpoint_id, batch.ts, cand,
+                                 ready=view.counts >= self.warmup_samples if ready is None else ready)
         if cev:
             self.events.extend(cev)
             if len(self.events) > self.max_events:
@@ -295,6 +298,33 @@ class ShadowRunner:
                 i = comp.detectors.index(nm)
                 self._per_detector.setdefault(nm, _Agreement()).add(comp.detector_scores[:, i],
                                                                      cand.detector_scores[:, j])
+
+    def _pvalues(self) -> Any:
+        """The active Monitor's per-endpoint self-calibration, applied to the candidates by detector name.
+
+        Like with like: a candidate version of a detector is judged against what the active one has
+        learned of each endpoint; a detector the active stack lacks uses its own table (no state).
+        """
+        ref = getattr(self, "_monitor", None)
+        mon = ref() if ref is not None else None
+        rows = getattr(mon, "last_rows", None)
+        if mon is None or rows is None:
+            return None
+        names = list(mon.composite.names)
+        idx = [names.index(n) if n in names else -1 for n in self.composite.names]
+
+        def pvalues(u: Any) -> Any:
+            full = np.full((u.shape[0], len(names)), np.nan)
+            have = [j for j, i in enumerate(idx) if i >= 0]
+            for j in have:
+                full[:, idx[j]] = u[:, j]
+            p = mon.selfcal.pvalues(mon.store, rows, full)
+            out = np.where(np.isnan(u), np.nan, 10.0 ** -u)
+            for j in have:
+                out[:, j] = np.where(np.isnan(u[:, j]), np.nan, p[:, idx[j]])
+            return out
+
+        return pvalues
 
     def _drop_evicted(self, batch: Any) -> None:
         # The Monitor tells its own policy about evicted endpoints; tell the candidate's too.
