@@ -37,11 +37,36 @@ def feed(composite):
     return lambda **cfg: Feed(composite, **cfg)
 
 
-def test_one_kind_alone_never_opens(feed):
+def test_one_sample_above_open_does_not_open_two_consecutive_do(feed):
+    f = feed()  # defaults: open 0.5, evidence 0.4, min_kinds 1, confirm_samples 2
+    one = [1.0, 0.0, np.nan]  # one kind of decisive evidence, alone
+    for i in range(20):  # isolated blips, each followed by a quiet sample: never confirmed
+        assert f(10.0 * i, 0.9, one) == []
+        assert f(10.0 * i + 5.0, *QUIET) == []
+    assert f.policy.counts["open"] == 0 and f.policy.pending_of("a") == 0
+    assert f(200.0, 0.9, one) == []  # pending 1 of 2
+    assert f.policy.pending_of("a") == 1
+    (ev,) = f(205.0, 0.9, one)  # the second consecutive sample: one detector opens alone
+    assert ev.event == "open" and ev.ts == 205.0
+    assert ev.alert.kinds == ("rule",) and ev.alert.score == pytest.approx(0.9)
+    assert [e.detector for e in ev.alert.evidence] == ["det_rule"]
+
+
+def test_lone_weak_detector_below_open_never_opens(feed):
     f = feed()
+    for i in range(50):  # evidence of one kind (>= 0.4) but the composite stays below open (0.5)
+        assert f(5.0 * i, 0.45, [0.45, 0.0, np.nan]) == []
+    assert f.policy.counts["open"] == 0 and f.policy.open_alerts() == []
+
+
+def test_min_kinds_two_one_kind_alone_never_opens(feed):
+    f = feed(min_kinds=2)  # the corroboration mechanism, configured explicitly
     for i in range(50):
-        assert f(5.0 * i, 1.0, [1.0, 0.5, np.nan]) == []
+        assert f(5.0 * i, 1.0, [1.0, 0.3, np.nan]) == []
     assert f.policy.counts["open"] == 0
+    assert f(250.0, 1.0, [1.0, 0.4, np.nan]) == []
+    (ev,) = f(255.0, 1.0, [1.0, 0.4, np.nan])
+    assert ev.event == "open" and ev.alert.kinds == ("rule", "spike")
 
 
 def test_two_kinds_with_score_on_confirm_samples_opens(feed):
@@ -70,8 +95,8 @@ def test_confirmation_must_be_consecutive(feed):
 def test_evidence_threshold_and_open_threshold_both_needed(feed):
     f = feed()
     for i in range(10):
-        f(5.0 * i, 0.99, [0.994, 0.994, 0.994])  # no detector at the default evidence_threshold
-        f(5.0 * i + 1, 0.54, [1.0, 1.0, 1.0])  # all three kinds, composite below 0.55
+        f(5.0 * i, 0.99, [0.39, 0.39, 0.39])  # no detector at the default evidence_threshold 0.4
+        f(5.0 * i + 1, 0.49, [1.0, 1.0, 1.0])  # all three kinds, composite below open_threshold 0.5
     assert f.events == []
 
 
@@ -102,23 +127,44 @@ def test_update_on_score_rise_rate_limited_in_sample_time(feed):
     two = [1.0, 1.0, 0.0]
     f(0.0, 0.6, two)
     f(5.0, 0.6, two)  # open, last event score 0.6
-    assert f(10.0, 0.66, two) == []  # rose by 0.06 but only 5 s after the last event
-    assert f(34.0, 0.66, two) == []  # 29 s
-    (up,) = f(35.0, 0.66, two)  # 30 s
-    assert up.event == "update" and up.alert.score == pytest.approx(0.66)
-    assert f(70.0, 0.70, two) == []  # only +0.04 since the last event
-    assert f.policy.open_alerts()[0].peak_score == pytest.approx(0.70)
+    assert f(10.0, 0.71, two) == []  # rose by 0.11 (>= update_delta 0.1) but only 5 s after the last event
+    assert f(34.0, 0.71, two) == []  # 29 s
+    (up,) = f(35.0, 0.71, two)  # 30 s
+    assert up.event == "update" and up.alert.score == pytest.approx(0.71)
+    assert f(70.0, 0.78, two) == []  # only +0.07 since the last event
+    assert f.policy.open_alerts()[0].peak_score == pytest.approx(0.78)
+
+
+def test_hold_down_resolves_after_inactive_samples(feed):
+    f = feed()  # defaults: hold_down_s 0, hold_down_samples 3, clear_threshold 0.3
+    two = [1.0, 1.0, 0.0]
+    f(0.0, 0.7, two)
+    (op,) = f(5.0, 0.7, two)
+    assert op.event == "open"
+    assert f(10.0, *QUIET) == []  # quiet 1
+    assert f(15.0, *QUIET) == []  # quiet 2
+    assert f(20.0, 0.3, [0.0, 0.0, 0.0]) == []  # composite at clear_threshold, no evidence: active again
+    assert f(25.0, *QUIET) == [] and f(30.0, *QUIET) == []
+    (res,) = f(35.0, *QUIET)  # third consecutive inactive sample
+    assert res.event == "resolve" and res.alert.resolved_ts == 35.0
+    assert f.policy.open_alerts() == [] and f.policy.counts == {"open": 1, "update": 0, "resolve": 1}
+    # one quiet sample far later in sample time is still only one sample
+    g = feed()
+    g(0.0, 0.7, two)
+    g(5.0, 0.7, two)
+    assert g(5.0 + 3600.0, *QUIET) == [] and g(5.0 + 7200.0, *QUIET) == []
+    assert [e.event for e in g(5.0 + 10800.0, *QUIET)] == ["resolve"]
 
 
 def test_hold_down_resolves_after_inactive_sample_time(feed):
-    f = feed(hold_down_s=60.0)
+    f = feed(hold_down_s=60.0, hold_down_samples=1)
     two = [1.0, 1.0, 0.0]
     f(0.0, 0.7, two)
     f(5.0, 0.7, two)
     f(10.0, 0.7, two)  # last active sample
     for t in (15.0, 30.0, 50.0, 69.0):
         assert f(t, *QUIET) == []
-    f(60.0 + 9.0 + 0.5, 0.3, [0.999, 0.0, 0.0])  # one kind of evidence: still *active*
+    f(60.0 + 9.0 + 0.5, 0.3, [0.0, 0.0, 0.0])  # composite at clear_threshold: still *active*
     assert f(129.0, *QUIET) == []  # 59.5 s after the last active sample
     (res,) = f(129.5, *QUIET)
     assert res.event == "resolve" and res.alert.resolved_ts == 129.5 and res.ts == 129.5
@@ -144,7 +190,7 @@ def test_hold_down_uses_sample_time_not_the_wall_clock(feed, monkeypatch):
     (res,) = f(65.0, *QUIET)
     assert res.event == "resolve"
     # and the converse: one quiet sample far in sample time resolves at once
-    g = feed(hold_down_s=60.0)
+    g = feed(hold_down_s=60.0, hold_down_samples=1)
     g(0.0, 0.7, two)
     g(5.0, 0.7, two)
     assert [e.event for e in g(5.0 + 3600.0, *QUIET)] == ["resolve"]
@@ -185,9 +231,9 @@ def test_ready_mask_blocks_opening(feed):
 def test_several_endpoints_one_tick_events_in_endpoint_order(composite):
     pol = AlertPolicy()
     eps = np.array(["z", "a", "m"], dtype=object)
-    d = [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
-    for t in (0.0, 5.0):
-        ev = pol.update(eps, np.full(3, t), composite([0.7, 0.7, 0.7], d, KINDS))
+    d = [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.45, 0.0, 0.0]]
+    for t in (0.0, 5.0):  # "m": evidence of one kind, composite below open_threshold
+        ev = pol.update(eps, np.full(3, t), composite([0.7, 0.7, 0.45], d, KINDS))
     assert [(e.event, e.alert.endpoint_id) for e in ev] == [("open", "z"), ("open", "a")]
     assert ev[0].alert.alert_id != ev[1].alert.alert_id
 
@@ -208,7 +254,7 @@ def test_drop_resolves_open_alerts(composite):
     pol = AlertPolicy()
     for t in (0.0, 5.0):
         pol.update(np.array(["a", "b"], dtype=object), np.array([t, t]),
-                   composite([0.7, 0.7], [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]], KINDS))
+                   composite([0.7, 0.45], [[1.0, 1.0, 0.0], [0.45, 0.0, 0.0]], KINDS))
     events = pol.drop(["a", "b", "unknown"], 99.0)
     assert [(e.event, e.alert.endpoint_id, e.alert.resolved_ts) for e in events] == [("resolve", "a", 99.0)]
     assert pol.open_alerts() == []
@@ -248,7 +294,9 @@ def streams(draw):
         ready = [draw(st.booleans()) or draw(st.booleans()) for _ in eps]
         ticks.append((eps, t, comp, dets, ready))
     cfg = AlertPolicyConfig(confirm_samples=draw(st.integers(0, 3)),
+                            min_kinds=draw(st.integers(1, 2)),
                             hold_down_s=draw(st.sampled_from([0.0, 30.0, 60.0])),
+                            hold_down_samples=draw(st.integers(0, 3)),
                             update_min_interval_s=draw(st.sampled_from([0.0, 30.0])))
     return cfg, ticks, draw(st.integers(0, n))
 
@@ -272,11 +320,14 @@ def test_event_grammar_unique_ids_and_state_round_trip(composite, data):
     state: dict[str, str | None] = {}  # endpoint → open alert id
     opened: set[str] = set()
     last_active: dict[str, float] = {}
+    quiet: dict[str, int] = {}  # consecutive inactive samples of each endpoint
     for (eps, t, comp, dets, _), events in zip(ticks, per_tick):
         for i, e in enumerate(eps):
-            if np.nan_to_num(comp[i]) >= cfg.open_threshold or any(np.nan_to_num(d) >= cfg.evidence_threshold
-                                                                     for d in dets[i]):
+            if np.nan_to_num(comp[i]) >= cfg.clear_threshold:  # active: composite >= clear_threshold
                 last_active[e] = t
+                quiet[e] = 0
+            else:
+                quiet[e] = quiet.get(e, 0) + 1
         assert [ev["endpoint_id"] for ev in events] == [e for e in eps if e in {ev["endpoint_id"] for ev in events}]
         for ev in events:
             e, aid = ev["endpoint_id"], ev["alert_id"]
@@ -295,6 +346,7 @@ def test_event_grammar_unique_ids_and_state_round_trip(composite, data):
             else:
                 assert ev["event"] == "resolve" and state.get(e) == aid
                 assert ev["resolved_ts"] == t and t - last_active[e] >= cfg.hold_down_s
+                assert quiet[e] >= max(cfg.hold_down_samples, 1)
                 state[e] = None
     assert {a.alert_id for a in pol.open_alerts()} == {a for a in state.values() if a}
     assert pol.counts["open"] == len(opened)

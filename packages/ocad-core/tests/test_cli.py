@@ -50,22 +50,25 @@ def test_simulate_long_and_fault_choice(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def fault_csvs(tmp_path_factory):
-    """2 endpoints × 140 ticks with a hand-made fault on the second, as wide and long CSV."""
+    """2 endpoints × 480 ticks with a hand-made fault on the second, as wide and long CSV.
+
+    The fault starts after the default warm-up (1800 s of sample time at 5 s = 360 samples).
+    """
     d = tmp_path_factory.mktemp("detect")
-    base = generate_fleet(2, 140 * 5.0, seed=5, faults=False)
+    base = generate_fleet(2, 480 * 5.0, seed=5, faults=False)
     v = base.values.copy()
-    v[1, 60:80, 0] *= 10.0
-    v[1, 60:80, 3] = 0.0
-    v[1, 60:80, 4] = 4.0
+    v[1, 400:420, 0] *= 10.0
+    v[1, 400:420, 3] = 0.0
+    v[1, 400:420, 4] = 4.0
     fleet = attrs.evolve(base, values=v)
     wide, long = d / "wide.csv", d / "long.csv"
     fleet.write_csv(wide)
     fleet.write_csv(long, long=True)
-    return wide, long, str(fleet.endpoint_ids()[1])
+    return wide, long, str(fleet.endpoint_ids()[1]), (float(fleet.ts[400]), float(fleet.ts[419]))
 
 
 def test_detect_wide_and_long_give_the_same_events(fault_csvs, tmp_path, capsys):
-    wide, long, _ = fault_csvs
+    wide, long, *_ = fault_csvs
     outs = []
     for src in (wide, long):
         out = tmp_path / f"{src.stem}.jsonl"
@@ -73,16 +76,18 @@ def test_detect_wide_and_long_give_the_same_events(fault_csvs, tmp_path, capsys)
         text = capsys.readouterr().out
         outs.append([json.loads(line) for line in out.read_text().splitlines()])
         assert f"events written to {out}" in text
-        assert text.startswith("280 records, 0 values rejected")
+        assert text.startswith("960 records, 0 values rejected")
     assert outs[0] == outs[1]
     opens = [e for e in outs[0] if e["event"] == "open"]
     assert len(opens) == 1 and opens[0]["endpoint_id"] == fault_csvs[2]
     assert opens[0]["evidence"] and len(opens[0]["kinds"]) >= 2
-    assert outs[0][-1]["event"] == "resolve"
+    t0, t1 = fault_csvs[3]
+    assert t0 <= opens[0]["opened_ts"] <= t0 + 5 * 5.0  # confirmed within a few samples of the fault
+    assert outs[0][-1]["event"] == "resolve" and outs[0][-1]["resolved_ts"] > t1
 
 
 def test_detect_default_output_csv(fault_csvs, tmp_path, capsys):
-    wide, _, _ = fault_csvs
+    wide, *_ = fault_csvs
     src = tmp_path / "in.csv"
     src.write_bytes(wide.read_bytes())
     assert main(["detect", str(src), "--core-only"]) == 0

@@ -17,6 +17,8 @@ window = 24
 capacity = 5000
 idle_timeout_s = 900
 warmup_samples = 6
+warmup_s = 0
+warmup_max_samples = 100
 clock_reset_s = 120
 time_budget_s = 0.5
 use_shipped_models = false
@@ -38,6 +40,13 @@ enabled = false
 open_threshold = 0.6
 hold_down_s = 90
 
+[baselines]
+level_half_life_s = 600
+
+[selfcal]
+half_life_s = 86400
+prior_weight = 10
+
 [onnxruntime]
 intra_op_num_threads = 1
 """
@@ -50,6 +59,9 @@ def test_toml_file(tmp_path, registry):
     assert (cfg.window, cfg.capacity, cfg.idle_timeout_s, cfg.warmup_samples, cfg.clock_reset_s) == \
         (24, 5000, 900.0, 6, 120.0)
     assert cfg.time_budget_s == 0.5 and cfg.use_shipped_models is False and cfg.max_consecutive_failures == 5
+    assert cfg.warmup_s == 0.0 and cfg.warmup_max_samples == 100
+    assert cfg.baselines.level_half_life_s == 600.0 and cfg.baselines.clip == MonitorConfig().baselines.clip
+    assert cfg.selfcal.half_life_s == 86400.0 and cfg.selfcal.prior_weight == 10.0 and cfg.selfcal.enabled
     assert cfg.user_metrics == {"my_kpi": {"unit": "ms", "low": 0, "kind": "gauge"}}
     assert cfg.weights() == {"rule": 2.0}
     assert cfg.enabled("rule") and not cfg.enabled("changepoint") and cfg.enabled("never_mentioned")
@@ -59,7 +71,8 @@ def test_toml_file(tmp_path, registry):
 
     mon = Monitor(p, registry=registry)
     assert mon.window == 24 and mon.store.window == 24
-    assert {d.name: d.window for d in mon.detectors} == {"rule": 8, "spike": 24, "continuity": 24, "concurrency": 24}
+    assert {d.name: d.window for d in mon.detectors} == {"rule": 8, "spike": 24, "level": 24, "recurrence": 24,
+                                                         "continuity": 24, "concurrency": 24}
     assert mon.warmup_samples == 6
     assert "changepoint" not in [d.name for d in mon.detectors]
     assert mon.metrics.names()[-1] == "my_kpi"
@@ -90,6 +103,9 @@ BAD = [
     ({"monitor": {"capacity": -1}}, ["monitor.capacity", "-1"]),
     ({"monitor": {"max_consecutive_failures": 0}}, ["monitor.max_consecutive_failures", "0"]),
     ({"monitor": {"warmup_samples": 0}}, ["monitor.warmup_samples", "0"]),
+    ({"monitor": {"warmup_s": -1}}, ["monitor.warmup_s", "-1"]),
+    ({"monitor": {"warmup_s": True}}, ["monitor.warmup_s", "True"]),
+    ({"monitor": {"warmup_max_samples": 0}}, ["monitor.warmup_max_samples", "0"]),
     ({"monitor": {"idle_timeout_s": 0}}, ["monitor.idle_timeout_s", "0"]),
     ({"monitor": {"idle_timeout_s": "1h"}}, ["monitor.idle_timeout_s", "'1h'"]),
     ({"monitor": {"clock_reset_s": -5}}, ["monitor.clock_reset_s", "-5"]),
@@ -109,6 +125,11 @@ BAD = [
     ({"alerts": {"hold_down_s": -60}}, ["alerts.hold_down_s", "-60"]),
     ({"alerts": {"critical_clear": 0.95}}, ["alerts.critical_clear", "0.95"]),
     ({"onnxruntime": 4}, ["onnxruntime"]),
+    ({"baselines": {"level_half_lif_s": 60}}, ["baselines", "level_half_lif_s"]),
+    ({"baselines": {"level_half_life_s": 0}}, ["baselines", "level_half_life_s"]),
+    ({"selfcal": {"half_life_s": -1}}, ["selfcal.half_life_s", "-1"]),
+    ({"selfcal": {"enabled": "yes"}}, ["selfcal.enabled", "'yes'"]),
+    ({"selfcal": {"prior_wieght": 3}}, ["selfcal", "prior_wieght"]),
 ]
 
 
@@ -210,10 +231,12 @@ def test_user_metric_end_to_end(tmp_path, registry):
     recs.append({"endpoint_id": "kpi-1", "ts": 1_000.0 + 5 * 41, "my_kpi": -3.0})  # below low: rejected
     frame = mon.score_frame(recs, as_frame=False)
     assert len(frame["ts"]) == 42
-    spike, rule = frame["spike"], frame["rule"]
+    spike, rule, comp = frame["spike"], frame["rule"], frame["composite"]
     assert not np.isnan(spike[1:41]).any()  # the spike detector sees my_kpi
-    assert spike[40] > 0.999 and np.nanmax(spike[5:40]) < spike[40]
-    assert rule[40] > 0.95 and np.nanmax(rule[:40]) < 0.95
+    # per-detector columns are surprise scores: near 0 on normal samples, high on the spike
+    assert spike[40] >= 0.5 and np.nanmax(spike[5:40]) < 0.3 and np.nanmedian(spike[5:40]) == 0.0
+    assert rule[40] == 1.0 and np.nanmax(rule[:40]) < 0.1  # 400 > max 80: decisive
+    assert comp[40] >= 0.8 and np.median(comp[:40]) < 0.05 and np.max(comp[:40]) < 0.3
     assert np.isnan(frame["continuity"]).all()  # this endpoint reports no continuity metric
     assert mon.stats.rejected[("my_kpi", "out_of_range")] == 1
     assert mon.stats.values_accepted == 41

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -39,16 +40,42 @@ def view(make_view):
     return make_view(np.ones((N, 8, 5)))
 
 
-def test_weighted_mean_renormalises_over_detectors_that_judge(view):
-    a = Fixed("a", [0.9, np.nan, 0.2, np.nan])
-    b = Fixed("b", [0.3, 0.6, np.nan, np.nan])
+def _surprise(p: float) -> float:
+    """The documented surprise scale: ``min(1, -log10 p / 10)``."""
+    return min(1.0, -math.log10(min(max(p, 1e-15), 1.0)) / 10.0)
+
+
+def _cauchy(p: list[float], w: list[float]) -> float:
+    """Weighted Cauchy combination, written out: ``T = sum w tan((1/2 - min(p, 1/2)) pi) / sum w``,
+    ``p = 1/2 - arctan(T) / pi`` (``tan((1/2 - p) pi) = 1 / tan(p pi)``, exact for tiny p)."""
+    terms = [0.0 if q >= 0.5 else 1.0 / math.tan(max(q, 1e-15) * math.pi) for q in p]
+    t = sum(wi * ti for wi, ti in zip(w, terms)) / sum(w)
+    return math.atan(1.0 / t) / math.pi if t > 0 else 0.5
+
+
+def test_cauchy_combination_one_decisive_detector_dominates_and_nan_renormalises(view):
+    a = Fixed("a", [1.0 - 1e-8, np.nan, 0.9, np.nan])
+    b = Fixed("b", [0.0, 0.99, np.nan, np.nan])
     c = Fixed("c", [np.nan] * N)  # cannot judge anyone: not a zero
     comp = CompositeDetector([a, b, c], {"a": 2.0, "b": 1.0})
     out = comp.score(view)
-    np.testing.assert_allclose(out.scores[:3], [(2 * 0.9 + 0.3) / 3, 0.6, 0.2])
-    assert np.isnan(out.scores[3])
-    np.testing.assert_allclose(out.contributions[0], [2 * 0.9 / 3, 0.3 / 3, 0.0])
-    np.testing.assert_allclose(out.contributions[1], [0.0, 0.6, 0.0])
+    # row 0: a has p = 1e-8, b has p = 1 (no evidence, its term is 0).
+    # T = (2 / tan(1e-8 pi) + 0) / 3, so p = arctan(1/T) / pi = 1.5e-8 to first order: the decisive
+    # detector is not averaged away (a weighted mean of the surprises would give (2*0.8 + 0) / 3).
+    p0 = math.atan(3.0 * math.tan(1e-8 * math.pi) / 2.0) / math.pi
+    assert p0 == pytest.approx(1.5e-8, rel=1e-9)
+    assert out.scores[0] == pytest.approx(-math.log10(1.5e-8) / 10.0, rel=1e-7)  # 0.7824
+    assert out.scores[0] > (2 * 0.8 + 0.0) / 3 + 0.2
+    # rows 1 and 2: one detector judges, the weights renormalise, the combined p is its own p
+    np.testing.assert_allclose(out.scores[1:3], [0.2, 0.1], rtol=1e-9)  # p = 0.01 and p = 0.1
+    assert np.isnan(out.scores[3])  # nobody judges
+    np.testing.assert_allclose(out.pvalues[0, :2], [1e-8, 1.0], rtol=1e-7)
+    np.testing.assert_allclose(out.detector_scores[0, :2], [0.8, 0.0], atol=1e-7)  # surprise of each p
+    np.testing.assert_allclose(out.calibrated[0, :2], [1.0 - 1e-8, 0.0])
+    # contributions: each detector's share of the statistic times the composite
+    np.testing.assert_allclose(out.contributions[0], [out.scores[0], 0.0, 0.0])
+    np.testing.assert_allclose(out.contributions[1], [0.0, 0.2, 0.0], rtol=1e-9)
+    np.testing.assert_allclose(out.contributions[2], [0.1, 0.0, 0.0], rtol=1e-9)
     np.testing.assert_allclose(out.contributions.sum(axis=1)[:3], out.scores[:3])
     assert out.contributions[3].tolist() == [0.0, 0.0, 0.0]
     assert out.detectors == ("a", "b", "c") and out.weights.tolist() == [2.0, 1.0, 1.0]
@@ -56,11 +83,26 @@ def test_weighted_mean_renormalises_over_detectors_that_judge(view):
     assert comp.health["c"].failures == 0  # NaN = cannot judge, not a failure
 
 
+def test_cauchy_combination_hand_computed_and_weak_evidence_adds_up(make_view):
+    # three detectors, equal weights; p = 0.01 on one, two or three of them, 0.5 (no evidence) elsewhere
+    s = np.array([[0.99, 0.5, 0.5], [0.99, 0.99, 0.5], [0.99, 0.99, 0.99], [0.5, 0.5, 0.5]])
+    dets = [Fixed(f"d{j}", s[:, j]) for j in range(3)]
+    out = CompositeDetector(dets).score(make_view(np.ones((4, 4, 5))))
+    cot = 1.0 / math.tan(0.01 * math.pi)  # 31.82
+    want_p = [math.atan(3.0 / cot) / math.pi, math.atan(3.0 / (2.0 * cot)) / math.pi, 0.01, 0.5]
+    np.testing.assert_allclose(want_p[:2], [0.02992, 0.01499], rtol=1e-3)  # by hand
+    np.testing.assert_allclose(out.scores, [_surprise(q) for q in want_p], rtol=1e-9)
+    assert out.scores[0] < out.scores[1] < out.scores[2]  # more detectors with evidence: more surprise
+    # nothing unusual: p = 1/2, a surprise near 0 (log10(2) / 10)
+    assert out.scores[3] == pytest.approx(math.log10(2.0) / 10.0) and out.scores[3] < 0.04
+    np.testing.assert_allclose(out.contributions[1], [out.scores[1] / 2, out.scores[1] / 2, 0.0])
+
+
 @settings(max_examples=50, deadline=None)
 @given(s=hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 4)),
                     elements=st.one_of(st.just(np.nan), st.floats(0.0, 1.0))),
        data=st.data())
-def test_composite_is_the_weighted_mean_of_what_is_known(make_view, s, data):
+def test_composite_is_the_cauchy_combination_of_what_is_known(make_view, s, data):
     n, d = s.shape
     w = data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.5, 3.0]), min_size=d, max_size=d))
     dets = [Fixed(f"d{j}", s[:, j]) for j in range(d)]
@@ -71,11 +113,21 @@ def test_composite_is_the_weighted_mean_of_what_is_known(make_view, s, data):
         if wsum == 0:
             assert np.isnan(out.scores[i]) and (out.contributions[i] == 0).all()
             continue
-        want = float(np.nansum(np.where(known, s[i], 0.0) * w)) / wsum
-        assert out.scores[i] == pytest.approx(want, abs=1e-12)
+        ps = [1.0 - float(s[i, j]) for j in range(d) if known[j]]
+        ws = [w[j] for j in range(d) if known[j]]
+        want = _surprise(_cauchy(ps, ws))
+        assert out.scores[i] == pytest.approx(want, rel=1e-7, abs=1e-12)
         assert 0.0 <= out.scores[i] <= 1.0
+        # one detector's evidence is never averaged away: the combined p is at most what that
+        # detector alone gives at its weight share, arctan(tan(pi p_j) sum(w) / w_j) / pi
+        bound = min([math.atan(math.tan(math.pi * max(p, 1e-15)) * wsum / wj) / math.pi
+                     for p, wj in zip(ps, ws) if wj > 0 and p < 0.5] + [0.5])
+        assert out.scores[i] >= _surprise(bound) - 1e-9
         assert out.contributions[i].sum() == pytest.approx(out.scores[i], abs=1e-12)
         assert (out.contributions[i][~known] == 0).all()
+        for j in range(d):  # each detector's own score is the surprise of its p-value
+            if known[j]:
+                assert out.detector_scores[i, j] == pytest.approx(_surprise(1.0 - float(s[i, j])), abs=1e-9)
 
 
 def _raise(view, k):
@@ -96,13 +148,13 @@ BROKEN = {
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 def test_broken_detector_is_isolated_counted_and_disabled(view, kind, caplog):
     fn, msg = BROKEN[kind]
-    good = Fixed("good", [0.1, 0.2, 0.3, 0.4])
+    good = Fixed("good", [0.9, 0.99, 0.999, 0.9999])  # p = 1e-1 .. 1e-4: surprise 0.1 .. 0.4
     bad = Fixed("bad", fn=fn)
     comp = CompositeDetector([bad, good], max_consecutive_failures=3)
     with caplog.at_level(logging.WARNING, logger="ocad.detectors"):
         for tick in range(1, 6):
             out = comp.score(view)
-            np.testing.assert_allclose(out.scores, [0.1, 0.2, 0.3, 0.4])  # others unaffected
+            np.testing.assert_allclose(out.scores, [0.1, 0.2, 0.3, 0.4], rtol=1e-9)  # others unaffected
             assert np.isnan(out.detector_scores[:, 0]).all()
             h = comp.health["bad"]
             assert h.failures == min(tick, 3) and h.calls == min(tick, 3)
@@ -132,7 +184,7 @@ def test_slow_detector_dropped_and_skipped_for_cooldown(view):
         return DetectorOutput(scores=np.full(v.n, 0.9))
 
     s = Fixed("slow", fn=slow)
-    good = Fixed("good", [0.2] * N)
+    good = Fixed("good", [0.99] * N)  # p = 0.01: surprise 0.2
     comp = CompositeDetector([s, good], time_budget_s=0.25, budget_cooldown_ticks=2)
     out = comp.score(view)
     np.testing.assert_allclose(out.scores, 0.2)  # the late result is dropped

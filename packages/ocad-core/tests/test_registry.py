@@ -29,7 +29,8 @@ class Det:
         self.name, self.kind, self.metrics, self.window = name, kind, metrics, 4
 
     def score(self, view):
-        return DetectorOutput(scores=np.full(view.n, 0.5))
+        # calibrated score 0.999: the chance of a value this extreme on normal data is 1e-3
+        return DetectorOutput(scores=np.full(view.n, 0.999))
 
 
 class BfdPlugin:
@@ -76,7 +77,14 @@ def test_plugin_detector_runs_in_a_monitor():
     mon = Monitor({"monitor": {"use_shipped_models": False}}, registry=reg)
     assert "bfd" in [d.name for d in mon.detectors] and "bfd_flaps" in mon.metrics
     frame = mon.score_frame([{"endpoint_id": "a", "ts": 0.0, "bfd_flaps": 1}], as_frame=False)
-    assert frame["bfd"].tolist() == [0.5]
+    # reported as surprise, -log10(p) / 10 with p = 1 - 0.999 (a new endpoint: the prior table)
+    assert frame["bfd"].tolist() == [pytest.approx(0.3, rel=1e-6)]
+    # the composite is the Cauchy combination of the detectors that judge (equal weights)
+    ps = [10.0 ** (-10.0 * float(frame[d][0])) for d in mon.composite.names if np.isfinite(frame[d][0])]
+    stat = sum(1.0 / np.tan(np.pi * p) for p in ps if p < 0.5) / len(ps)
+    want = -np.log10(np.arctan(1.0 / stat) / np.pi) / 10.0
+    assert frame["composite"].tolist() == [pytest.approx(want, rel=1e-6)]
+    assert frame["composite"][0] >= 0.3 - np.log10(len(ps)) / 10.0 - 1e-6  # bfd's evidence not averaged away
 
 
 def test_module_plugin_named_by_module():

@@ -21,7 +21,9 @@ class Sure:
 
 
 def _monitor() -> Monitor:
-    return Monitor({"detectors": {"changepoint": {"enabled": False}}}, registry=PluginRegistry(autoload=False))
+    # warmup_s = 0: the fleet is 1500 s long, shorter than the default warm-up of 1800 s of sample time
+    return Monitor({"monitor": {"warmup_s": 0}, "detectors": {"changepoint": {"enabled": False}}},
+                   registry=PluginRegistry(autoload=False))
 
 
 def test_candidate_alerts_stay_in_the_shadow() -> None:

@@ -104,7 +104,8 @@ def test_export_layout_and_types(fleet):
     ids = list(fleet.endpoint_ids()[:2])
     doc = export_state(mon, [*ids, "never-seen"])
     assert doc["endpoint_id"] == ids
-    assert doc["layout"] == {"state_version": 1, "window": mon.window, "metrics": list(mon.metrics.names())}
+    assert state_mod.STATE_VERSION == 2
+    assert doc["layout"] == {"state_version": 2, "window": mon.window, "metrics": list(mon.metrics.names())}
     w, m = mon.window, len(mon.metrics)
     assert [len(v) for v in doc["values"]] == [w * m, w * m]
     assert [len(t) for t in doc["ts"]] == [w, w] and doc["count"] == [5, 5]
@@ -120,6 +121,21 @@ def test_export_layout_and_types(fleet):
     for k in ("count", "last_ts", "caps", "alert", "values"):
         assert isinstance(doc[k], list)
     assert type(doc["count"][0]) is int and type(doc["values"][0][-1]) is float
+    # Version 2: every per-row stage state (baselines, self-calibration), flattened per endpoint.
+    store = mon.store
+    rows = store.lookup(ids)
+    assert set(doc["stages"]) == set(store.extra) and {"sc_n", "sc_exc", "sc_tupd"} <= set(doc["stages"])
+    for name, arr in store.extra.items():
+        got = doc["stages"][name]
+        assert isinstance(got, list) and len(got) == 2 and all(type(x) is float for x in got[0])
+        np.testing.assert_array_equal(np.asarray(got).reshape(arr[rows].shape), arr[rows].astype(np.float64))
+    # the self-calibration has learned the 5 samples (decayed counts: 20 s of a 3-day half-life)
+    assert max(doc["stages"]["sc_n"][0]) == pytest.approx(5.0, rel=1e-4)
+    # ... and comes back exactly (through JSON) in another Monitor
+    other = import_state(_monitor(), _json_round_trip(doc))
+    orows = other.store.lookup(ids)
+    for name, arr in store.extra.items():
+        np.testing.assert_array_equal(other.store.extra[name][orows], arr[rows])
 
 
 def test_import_overwrites_and_replace_forgets(fleet):
