@@ -40,6 +40,7 @@ from ._labels import EndpointLabels, group_alerts
 from .pipeline._features import FeatureEngine
 from .plugins._registry import DetectorContext, PluginRegistry, default_registry
 from .pipeline._validate import Batch, ValidationStats, Validator
+from ._time import parse_tz
 from ._view import DetectorView, FeatureFrame
 from .pipeline._window import WindowStore
 
@@ -77,6 +78,10 @@ class Monitor:
         a mapping ``{endpoint_id: {label: value}}``, an inventory file (CSV/Parquet with an
         ``endpoint_id`` column and one column per label) or a DataFrame of that shape.
         Change them later with :meth:`set_labels`.
+    tz:
+        Time zone (IANA name such as ``"Europe/Paris"``, ``"UTC"``, ``"+02:00"`` or a ``tzinfo``)
+        in which *naive* timestamps are read. Without it naive timestamps are refused
+        (``docs/timestamps.md``); ``observe(..., tz=)`` overrides it per call.
 
     Example
     -------
@@ -88,8 +93,10 @@ class Monitor:
 
     def __init__(self, config: MonitorConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
                  registry: PluginRegistry | None = None, detectors: Sequence[Any] | None = None,
-                 extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None) -> None:
+                 extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None,
+                 tz: Any = None) -> None:
         self.config = cfg = MonitorConfig.coerce(config)
+        self.tz = parse_tz(tz)
         self.registry = registry if registry is not None else default_registry()
         self.strict = strict
         if strict and self.registry.failures:
@@ -292,43 +299,54 @@ class Monitor:
     def detectors(self) -> tuple[Any, ...]:
         return self.composite.detectors
 
-    def observe(self, records: Iterable[Mapping[str, Any]] | Any) -> list[AlertEvent]:
+    def observe(self, records: Iterable[Mapping[str, Any]] | Any, *, tz: Any = None) -> list[AlertEvent]:
         """Feed samples; returns the alert events they caused (open / update / resolve).
 
-        ``records``: mappings ``{"endpoint_id": str, "ts": epoch seconds, <metric>: value, ...}``
+        ``records``: mappings ``{"endpoint_id": str, "ts": timestamp, <metric>: value, ...}``
         or a pandas DataFrame of that shape (wide), or long format (endpoint_id, ts, metric, value).
+        ``ts``: epoch seconds, a timezone-aware datetime or an ISO-8601 string with an offset;
+        naive values only with ``tz`` (here or on the Monitor), see ``docs/timestamps.md``.
         Raises :class:`OcadValidationError` only for structurally invalid records.
         """
+        zone = self._zone(tz)
         if _is_frame(records):
-            batch = self._frame_batch(records)
+            batch = self._frame_batch(records, zone)
         else:
-            batch = self.validator.from_records(records, self.stats)
+            batch = self.validator.from_records(records, self.stats, tz=zone)
         return self._process(batch)
 
-    def observe_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any]) -> list[AlertEvent]:
-        """Columnar fast path: arrays of endpoint ids, timestamps and ``{metric: values}``."""
-        return self._process(self.validator.from_columns(endpoint_id, ts, values, self.stats))
+    def observe_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any], *,
+                        tz: Any = None) -> list[AlertEvent]:
+        """Columnar fast path: arrays of endpoint ids, timestamps and ``{metric: values}``.
 
-    def _frame_batch(self, df: Any) -> Batch:
+        ``ts`` may be numbers (epoch seconds), ``datetime64`` (naive: needs ``tz``), a tz-aware
+        pandas Series or a pyarrow timestamp array (``docs/timestamps.md``).
+        """
+        return self._process(self.validator.from_columns(endpoint_id, ts, values, self.stats,
+                                                         tz=self._zone(tz)))
+
+    def _zone(self, tz: Any) -> Any:
+        return self.tz if tz is None else parse_tz(tz)
+
+    def _frame_batch(self, df: Any, tz: Any = None) -> Batch:
         cols = list(df.columns)
         for req in ("endpoint_id", "ts"):
             if req not in cols:
                 raise OcadValidationError(req, None, f"DataFrame has no {req!r} column (columns: {cols})")
         if "metric" in cols and "value" in cols:
+            # sort=False: (endpoint, ts) pairs in the order they first appear (score_frame keeps it).
             df = df.pivot_table(index=["endpoint_id", "ts"], columns="metric", values="value",
-                                aggfunc="first").reset_index()
+                                aggfunc="first", sort=False).reset_index()
             cols = list(df.columns)
-        ts_col = df["ts"]
-        if str(ts_col.dtype).startswith("datetime64") and ts_col.dt.tz is not None:
-            ts_col = ts_col.dt.tz_convert(None)  # UTC, naive
-        # datetime64 of any unit (pandas 3 defaults to "us", not "ns"): the Validator converts it.
-        ts = ts_col.to_numpy()
+        # The Series itself: a tz-aware one is converted exactly, a naive one needs ``tz``.
+        ts = df["ts"]
         values = {c: df[c].to_numpy() for c in cols if c not in ("endpoint_id", "ts")}
         values = {k: (v.astype(object) if v.dtype.kind == "O" else v) for k, v in values.items()}
         for k in [k for k in values if k not in self.validator.names]:
             self.stats.unknown_metrics[str(k)] += len(df)
             del values[k]
-        return self.validator.from_columns(df["endpoint_id"].to_numpy(dtype=object), ts, values, self.stats)
+        return self.validator.from_columns(df["endpoint_id"].to_numpy(dtype=object), ts, values, self.stats,
+                                           tz=tz)
 
     def _process(self, batch: Batch) -> list[AlertEvent]:
         if len(batch) == 0:
@@ -413,26 +431,46 @@ class Monitor:
     # -- scoring a whole frame ------------------------------------------------
     @staticmethod
     def _score_rows(b: Batch, comp: CompositeOutput) -> dict[str, np.ndarray]:
-        d = {"endpoint_id": b.endpoint_id, "ts": b.ts, "composite": comp.scores}
+        d = {"endpoint_id": b.endpoint_id, "ts": b.ts, "composite": comp.scores, "_row": b.rows}
         for j, n in enumerate(comp.detectors):
             d[n] = comp.detector_scores[:, j]
         return d
 
-    def score_frame(self, data: Any, *, as_frame: bool | None = None) -> Any:
+    def score_frame(self, data: Any, *, as_frame: bool | None = None, tz: Any = None) -> Any:
         """Per-(endpoint, ts) composite and per-detector scores for ``data`` (records or DataFrame).
 
         Returns a pandas DataFrame when pandas is installed (or ``as_frame=True``), else a dict of
-        numpy arrays. The Monitor's state advances as with :meth:`observe`; alert events raised
-        along the way are in ``self.last_events``.
+        numpy arrays. One row per scored input row, **in input order**, with ``ts`` as it came in
+        (its type and zone: floats stay floats, a ``datetime64[ns, Europe/Paris]`` column stays
+        one, datetimes and strings of records are returned as given). Rows dropped as duplicate or
+        out of order are absent. For long input, "input order" is the order in which each
+        (endpoint, ts) pair first appears. The Monitor's state advances as with :meth:`observe`;
+        alert events raised along the way are in ``self.last_events``.
         """
+        zone = self._zone(tz)
+        if _is_frame(data):
+            frame = data
+            if "metric" in data.columns and "value" in data.columns:
+                frame = data.pivot_table(index=["endpoint_id", "ts"], columns="metric", values="value",
+                                         aggfunc="first", sort=False).reset_index()
+            orig_ts: Any = frame["ts"]
+            batch = self._frame_batch(frame, zone)
+        else:
+            data = list(data)
+            batch = self.validator.from_records(data, self.stats, tz=zone)
+            orig_ts = [r["ts"] for r in data]
         self._score_sink = []
         try:
-            self.last_events = self.observe(data)
+            self.last_events = self._process(batch)
             parts = self._score_sink
         finally:
             self._score_sink = None
         cols = ["endpoint_id", "ts", "composite", *self.composite.names]
         out = {c: (np.concatenate([p[c] for p in parts]) if parts else np.array([])) for c in cols}
+        rows = np.concatenate([p["_row"] for p in parts]) if parts else np.array([], dtype=np.intp)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        out = {c: v[order] for c, v in out.items()}
         if as_frame is None:
             try:
                 import pandas  # noqa: F401
@@ -443,7 +481,11 @@ class Monitor:
             from ._errors import require
 
             pd = require("pandas", "io", "Monitor.score_frame(as_frame=True)")
-            return pd.DataFrame(out)
+            res = pd.DataFrame(out)
+            res["ts"] = orig_ts.iloc[rows].reset_index(drop=True) if _is_frame(data) else \
+                pd.Series(_records_ts(orig_ts, rows))
+            return res
+        out["ts"] = orig_ts.iloc[rows].to_numpy() if _is_frame(data) else _records_ts(orig_ts, rows)
         return out
 
     # -- calibration ------------------------------------------------------------
@@ -467,11 +509,11 @@ class Monitor:
 
         if isinstance(data, Iterable) and not _is_frame(data) and not isinstance(data, (list, tuple)):
             for ep, ts, vals in data:
-                for sub in _ticks(self.validator.from_columns(ep, ts, vals, ValidationStats())):
+                for sub in _ticks(self.validator.from_columns(ep, ts, vals, ValidationStats(), tz=self.tz)):
                     collect(sub)
         else:
-            batch = self._frame_batch(data) if _is_frame(data) else \
-                self.validator.from_records(data, ValidationStats())
+            batch = self._frame_batch(data, self.tz) if _is_frame(data) else \
+                self.validator.from_records(data, ValidationStats(), tz=self.tz)
             for sub in _ticks(batch):
                 collect(sub)
         if not views:
@@ -602,6 +644,16 @@ def _missing_artifact_packages(arts: Sequence[Any], *, strict: bool) -> list[str
             raise err
         log.warning("%s; its detector does not run", err)
         out.append(f"{err}; its detector does not run")
+    return out
+
+
+def _records_ts(ts: list[Any], rows: np.ndarray) -> np.ndarray:
+    """The records' own ``ts`` values at ``rows``: numbers as a number array, anything else as given."""
+    picked = [ts[i] for i in rows.tolist()]
+    if all(type(v) in (int, float) or isinstance(v, (np.integer, np.floating)) for v in picked):
+        return np.asarray(picked) if picked else np.array([], dtype=np.float64)
+    out = np.empty(len(picked), dtype=object)
+    out[:] = picked
     return out
 
 
