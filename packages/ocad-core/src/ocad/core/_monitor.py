@@ -94,7 +94,7 @@ class Monitor:
     def __init__(self, config: MonitorConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
                  registry: PluginRegistry | None = None, detectors: Sequence[Any] | None = None,
                  extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None,
-                 tz: Any = None) -> None:
+                 tz: Any = None, _probe: bool = False) -> None:
         self.config = cfg = MonitorConfig.coerce(config)
         self.tz = parse_tz(tz)
         self.registry = registry if registry is not None else default_registry()
@@ -114,6 +114,8 @@ class Monitor:
                                        session_options=cfg.onnxruntime, strict=strict)
         dets = list(detectors) if detectors is not None else self.registry.detectors(self.context, strict=strict)
         dets += list(extra_detectors)
+        if not _probe:
+            _warn_unknown_tables(cfg, dets)
         dets = [d for d in dets if cfg.enabled(d.name)]
         self._load_default_calibration(dets)
         weights = {**DEFAULT_WEIGHTS, **cfg.weights()}
@@ -205,7 +207,7 @@ class Monitor:
 
         cfg = attrs.evolve(base, user_metrics=user, use_shipped_models=False)
         model_arts = [a for a in arts if a.kind != CORE_CALIBRATION_KIND]
-        probe = cls(cfg, registry=reg, strict=strict)
+        probe = cls(cfg, registry=reg, strict=strict, _probe=True)  # no artifact detectors yet: no warnings
         extra = reg.artifact_detectors(model_arts, probe.context, strict=strict)
         mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict, labels=labels)
         for a in arts:
@@ -645,6 +647,16 @@ def _missing_artifact_packages(arts: Sequence[Any], *, strict: bool) -> list[str
         log.warning("%s; its detector does not run", err)
         out.append(f"{err}; its detector does not run")
     return out
+
+
+def _warn_unknown_tables(cfg: MonitorConfig, dets: Sequence[Any]) -> None:
+    """A ``[detectors.NAME]`` table for no detector is most likely a typo: say so, with the known names."""
+    known = {d.name for d in dets} | set(DEFAULT_WEIGHTS)  # DEFAULT_WEIGHTS: the ML names even when not loaded
+    unknown = sorted(set(cfg.detectors) - known)
+    if unknown:
+        log.warning("config: [detectors.%s] matches no detector (a typo?); its settings are ignored. "
+                    "Detectors: %s", ", ".join(unknown) if len(unknown) == 1 else "{" + ",".join(unknown) + "}",
+                    ", ".join(sorted(known)))
 
 
 def _records_ts(ts: list[Any], rows: np.ndarray) -> np.ndarray:
