@@ -431,12 +431,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .tooling._quality import evaluate, format_evaluation
     from .tooling._report import write_report
 
-    ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
+    factory = _quality_factory(args)
+    ev = evaluate(_quality_source(args), split=args.split, factory=factory,
                   ablation=args.ablation, progress=not getattr(args, "quiet", False))
     print(format_evaluation(ev.metrics))
     if args.json:
         print(f"metrics written to {ev.write_json(args.json)}")
-    print(f"report written to {write_report(ev, args.out, max_endpoints=args.endpoints)}")
+    out = write_report(ev, args.out, max_endpoints=args.endpoints, open_threshold=factory.config.alerts.open_threshold)
+    print(f"report written to {out}")
     return 0
 
 
