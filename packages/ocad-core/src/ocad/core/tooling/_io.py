@@ -13,7 +13,8 @@ Inputs (``-`` is standard input):
   missing; a cell that is not a number is passed on as text, so validation rejects and counts
   it (``wrong_type``) instead of the reader guessing.
 - Parquet (``io`` extra): a file, a directory of files, or a hive-partitioned dataset
-  (``site=paris/part-0.parquet``; partition columns become columns), read batch by batch.
+  (``site=paris/part-0.parquet``; partition columns become columns), read row group by row
+  group: memory follows the larger of ``chunk_rows`` and the file's row groups.
   Parquet on standard input is read into memory first (the format needs to seek).
 
 Order: each chunk is split into ticks by the Monitor, so rows inside a chunk may come in any
@@ -241,10 +242,11 @@ class SampleReader:
                 yield chunk
 
     def _parquet_batches(self) -> Iterator[Any]:
-        # File by file, row group by row group, synchronously: the dataset scanner reads ahead as
-        # far as it can while the consumer (the Monitor) is slower than the disk: a 10 M-row file
-        # was decoded whole (1.5 GB) before the first chunk was scored. ParquetFile.iter_batches
-        # holds one row group (plus one batch) at a time.
+        # File by file, row group by row group, synchronously. Measured on a 10 M-row file
+        # (docs/performance.md): the dataset scanner reads ahead as far as it can while the
+        # consumer (the Monitor) is slower than the disk, and decoded the whole file (1.5 GB) before
+        # the first chunk was scored; ParquetFile.iter_batches kept ~3 MB of Arrow memory per row
+        # group read (pyarrow 26), growing with the file. read_row_group holds one row group.
         import pyarrow as pa
         import pyarrow.dataset as ds
         import pyarrow.parquet as pq
@@ -253,7 +255,9 @@ class SampleReader:
             if isinstance(frag, ds.ParquetFileFragment):
                 keys = ds.get_partition_keys(frag.partition_expression) or {}
                 pf = pq.ParquetFile(frag.path, filesystem=frag.filesystem)
-                batches: Iterable[Any] = pf.iter_batches(batch_size=self.chunk_rows, use_threads=False)
+                batches: Iterable[Any] = (
+                    b for i in range(pf.num_row_groups)
+                    for b in pf.read_row_group(i, use_threads=False).to_batches(max_chunksize=self.chunk_rows))
             else:  # an in-memory table (Parquet from standard input)
                 keys, batches = {}, frag.to_batches(batch_size=self.chunk_rows)
             for b in batches:
@@ -270,11 +274,13 @@ class SampleReader:
         # Every column but ts as text: a number column with one stray word must not stop the stream
         # (each chunk converts its own text, see _numeric); ts is typed by pyarrow (timestamps or numbers).
         types = {c: pa.string() for c in self.columns if c != "ts"}
-        # About chunk_rows rows per block: ~24 bytes per cell is a generous CSV row width.
-        block = int(min(max(self.chunk_rows * 24 * max(len(self.columns), 1), 1 << 16), 1 << 30))
+        # About chunk_rows rows per block (~12 bytes per cell). use_threads=False: the threaded
+        # reader parses blocks ahead of a slower consumer (the Monitor) without bound; measured on
+        # a 10 M-row .csv.gz it peaked at 918 MB (docs/performance.md).
+        block = int(min(max(self.chunk_rows * 12 * max(len(self.columns), 1), 1 << 16), 1 << 30))
         try:
             reader = pcsv.open_csv(pa.PythonFile(self._stream, mode="r"),
-                                   read_options=pcsv.ReadOptions(block_size=block),
+                                   read_options=pcsv.ReadOptions(block_size=block, use_threads=False),
                                    convert_options=pcsv.ConvertOptions(column_types=types, null_values=_NULLS,
                                                                        strings_can_be_null=True))
             for b in reader:
