@@ -630,11 +630,15 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
     level = (logging.DEBUG if debug else logging.INFO if getattr(args, "verbose", False)
              else logging.ERROR if getattr(args, "quiet", False) else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("ocad").setLevel(level)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
     prog = f"{parser.prog} {getattr(args, 'command', '') or ''}".strip()
+    # The level of OCAD's loggers for this command only: run() is also called in-process (tests,
+    # an embedding app's own CLI), where a lasting change would silence later warnings.
+    ocad_log = logging.getLogger("ocad")
+    old_level = ocad_log.level
+    ocad_log.setLevel(level)
     try:
         for module, extra, purpose in _needs(args):
             require(module, extra, purpose)
@@ -657,6 +661,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
             print(f"{prog}: this is a bug in OCAD or a plugin; rerun with --debug for the traceback",
                   file=sys.stderr)
         return code
+    finally:
+        ocad_log.setLevel(old_level)
 
 
 def _classify(exc: BaseException) -> tuple[int, str]:
