@@ -278,8 +278,16 @@ class SampleReader:
         # reader parses blocks ahead of a slower consumer (the Monitor) without bound; measured on
         # a 10 M-row .csv.gz it peaked at 918 MB (docs/performance.md).
         block = int(min(max(self.chunk_rows * 12 * max(len(self.columns), 1), 1 << 16), 1 << 30))
+        if _is_stdin(self.path):
+            src: Any = pa.PythonFile(self._stream, mode="r")
+        else:
+            # Arrow's own file and gzip streams for a path: no Python in the read loop (standard
+            # input goes through Python's file object, decompressed by gzip when it starts 1f 8b).
+            gz = _magic(Path(self.path))[:2] == _GZIP_MAGIC
+            self._stream.close()
+            src = pa.input_stream(str(self.path), compression="gzip" if gz else None)
         try:
-            reader = pcsv.open_csv(pa.PythonFile(self._stream, mode="r"),
+            reader = pcsv.open_csv(src,
                                    read_options=pcsv.ReadOptions(block_size=block, use_threads=False),
                                    convert_options=pcsv.ConvertOptions(column_types=types, null_values=_NULLS,
                                                                        strings_can_be_null=True))
