@@ -123,9 +123,9 @@ def test_demo_small(tmp_path, capsys):
     assert "OCAD demo: 8 endpoints, 1080 ticks" in text and f"alert events written to {out}" in text
 
 
-def test_bad_file_path_exit_code_1(tmp_path, capsys):
+def test_bad_file_path_exit_code_3(tmp_path, capsys):
     missing = tmp_path / "nope.csv"
-    assert main(["detect", str(missing), "--core-only"]) == 1
+    assert main(["detect", str(missing), "--core-only"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("ocad detect: error:") and "nope.csv" in err and "does not exist" in err
 
@@ -133,15 +133,15 @@ def test_bad_file_path_exit_code_1(tmp_path, capsys):
 def test_file_without_required_columns(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("endpoint,time,udp_echo_rtt_ms\na,0,1\n", encoding="utf-8")
-    assert main(["detect", str(bad), "--core-only"]) == 1
+    assert main(["detect", str(bad), "--core-only"]) == 3
     err = capsys.readouterr().err
     assert "'endpoint_id'" in err and "bad.csv" in err
 
 
-def test_bad_config_exit_code_1(tmp_path, fault_csvs, capsys):
+def test_bad_config_exit_code_2(tmp_path, fault_csvs, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[monitor]\nwindow = -3\n", encoding="utf-8")
-    assert main(["detect", str(fault_csvs[0]), "--config", str(cfg)]) == 1
+    assert main(["detect", str(fault_csvs[0]), "--config", str(cfg)]) == 2
     assert "monitor.window = -3" in capsys.readouterr().err
 
 

@@ -211,7 +211,7 @@ def test_tuner_refuses_the_generalization_families(tmp_path: Path, capsys: pytes
     with pytest.raises(OcadConfigError, match="test-only"):
         load_suite(p)
     rc = main(["tune-weights", "--suite", "generalization", "--out", str(tmp_path / "t.toml"), "-q"])
-    assert rc == 1 and "test-only" in capsys.readouterr().err and not (tmp_path / "t.toml").exists()
+    assert rc == 2 and "test-only" in capsys.readouterr().err and not (tmp_path / "t.toml").exists()
 
 
 SMALL_SUITE = """

@@ -216,7 +216,7 @@ def test_no_runtime_module_imports_tooling_or_integrations(path):
 
 
 #: The layering inside the runtime (docs/architecture.md): what each group may import of ocad.core.
-_DATA_MODEL = {"_errors", "_labels", "_metrics", "_view"}
+_DATA_MODEL = {"_errors", "_labels", "_metrics", "_time", "_view"}
 _ALLOWED = {
     "data model": _DATA_MODEL,
     "detectors": _DATA_MODEL | {"detectors"},

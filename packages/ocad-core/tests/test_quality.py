@@ -189,7 +189,7 @@ def test_tune_weights_refuses_test_seeds(tmp_path: Path, capsys: pytest.CaptureF
         tune_weights(suite, seeds=[suite.tune_seeds[0], suite.test_seeds[0]])
     rc = main(["tune-weights", "--suite", "default", "--seeds", str(suite.test_seeds[-1]),
                "--out", str(tmp_path / "t.toml"), "-q"])
-    assert rc == 1
+    assert rc == 2  # a config error: usage (docs/cli.md)
     assert "test seeds" in capsys.readouterr().err
     assert not (tmp_path / "t.toml").exists()
 

@@ -185,7 +185,9 @@ def test_batch_long_format_one_group_per_endpoint(spark, fleet, reference):
     # Endpoint labels reach the executors' Monitors and come back with every event (#13).
     labels = {e.endpoint_id: {"site": e.site, "role": e.role} for e in fleet.endpoints}
     res = ocad_spark.score(df, CFG, autoload_plugins=False, buckets="endpoint", scores=False, labels=labels)
-    events = [r.asDict() for r in res.events.collect()]
+    # ts comes back in the input's type (docs/timestamps.md): a timestamp in, a timestamp out.
+    assert dict(res.events.dtypes)["ts"] == "timestamp"
+    events = [{**r.asDict(), "ts": r["ts"].timestamp()} for r in res.events.collect()]
     assert sorted(map(_key, events)) == sorted(map(_key, ref_events))
     assert all(json.loads(e["labels"]) == labels[e["endpoint_id"]] for e in events)
 

@@ -207,7 +207,7 @@ def test_aware_datetimes_and_datetime64_accepted(v):
         {"endpoint_id": "b", "ts": plus2},
         {"endpoint_id": "c", "ts": np.datetime64("2026-01-01T00:00:10", "s")},
         {"endpoint_id": "d", "ts": np.int64(1_767_225_615)},
-    ], ValidationStats())
+    ], ValidationStats(), tz=dt.timezone.utc)  # datetime64 is naive: read in the given zone
     assert list(b.ts) == [1_767_225_600.0, 1_767_225_605.0, 1_767_225_610.0, 1_767_225_615.0]
 
 
@@ -412,5 +412,7 @@ def test_columns_structural_errors(v, eps, ts, cols, field):
 
 def test_columns_datetime64_ts(v):
     ts = np.array(["2026-01-01T00:00:00", "2026-01-01T00:00:05"], dtype="datetime64[ms]")
-    b = v.from_columns(["a", "b"], ts, {RTT: [1.0, 2.0]}, ValidationStats())
+    with pytest.raises(OcadValidationError, match="no time zone"):
+        v.from_columns(["a", "b"], ts, {RTT: [1.0, 2.0]}, ValidationStats())
+    b = v.from_columns(["a", "b"], ts, {RTT: [1.0, 2.0]}, ValidationStats(), tz=dt.timezone.utc)
     assert list(b.ts) == [1_767_225_600.0, 1_767_225_605.0]

@@ -73,7 +73,7 @@ def test_models_promote_and_rollback(tmp_path: Path, capsys: pytest.CaptureFixtu
     # Without test metrics the gate cannot show that 1.1.0 beats the naive forecast: refused (exit 3).
     assert main(["models", "promote", "tcn-m", "1.1.0", "--store", str(tmp_path)]) == 3  # type: ignore[operator]
     assert "REFUSED" in capsys.readouterr().out and st.active("tcn-m") == "1.0.0"
-    assert main(["models", "promote", "tcn-m", "1.1.0", "--store", str(tmp_path), "--force"]) == 1  # type: ignore[operator]
+    assert main(["models", "promote", "tcn-m", "1.1.0", "--store", str(tmp_path), "--force"]) == 2  # type: ignore[operator]
     assert "--reason" in capsys.readouterr().err
     assert main(["models", "promote", "tcn-m", "1.1.0", "--store", str(tmp_path), "--force",  # type: ignore[operator]
                  "--reason", "vendor hotfix"]) == 0
@@ -87,21 +87,22 @@ def test_models_promote_and_rollback(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["models", "promote", "1.0.0", "--store", str(tmp_path), "--force",  # type: ignore[operator]
                  "--reason", "bootstrap"]) == 0
     assert st.active("tcn-n") == "1.0.0" and st.active("tcn-m") == "1.1.0"
-    assert main(["models", "promote", "7.0.0", "--store", str(tmp_path)]) == 1  # type: ignore[operator]
+    assert main(["models", "promote", "7.0.0", "--store", str(tmp_path)]) == 2  # type: ignore[operator]
     assert "no model" in capsys.readouterr().err
-    assert main(["models", "promote", "tcn-m", "9.9.9", "--store", str(tmp_path)]) == 1  # type: ignore[operator]
+    assert main(["models", "promote", "tcn-m", "9.9.9", "--store", str(tmp_path)]) == 2  # type: ignore[operator]
     assert "no version '9.9.9'" in capsys.readouterr().err
-    assert main(["models", "list", "--store", str(tmp_path / "nope")]) == 1  # type: ignore[operator]
+    assert main(["models", "list", "--store", str(tmp_path / "nope")]) == 2  # type: ignore[operator]
 
 
 def test_train_without_data_or_with_a_bad_config_is_a_clear_error(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     main = _ocad_main()
-    assert main(["train", "--metrics", "x", "--out", str(tmp_path)]) == 1  # type: ignore[operator]
+    # Exit codes of docs/cli.md: 2 usage / config, 3 data, 4 a missing extra.
+    assert main(["train", "--metrics", "x", "--out", str(tmp_path)]) == 2  # type: ignore[operator]
     assert "--data FILE or --simulate" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text("[forecaster]\nwindoww = 3\n")
-    assert main(["train", "--simulate", "--out", str(tmp_path), "--config", str(bad)]) == 1  # type: ignore[operator]
+    assert main(["train", "--simulate", "--out", str(tmp_path), "--config", str(bad)]) == 2  # type: ignore[operator]
     assert "windoww" in capsys.readouterr().err
 
 
@@ -112,7 +113,7 @@ def test_mlflow_missing_names_the_extra(kpi_csv: Path, tmp_path: Path, monkeypat
     rc = main(["train", "--data", str(kpi_csv), "--metrics", "my_kpi", "--out", str(tmp_path),  # type: ignore[operator]
                "--mlflow", *TINY_ARGS])
     err = capsys.readouterr().err
-    assert rc == 1 and 'ocad-train[mlflow]' in err and "mlflow" in err
+    assert rc == 4 and 'ocad-train[mlflow]' in err and "mlflow" in err
     assert not ModelStore(tmp_path).names()  # nothing trained
 
 

@@ -47,6 +47,7 @@ from .pipeline._features import FeatureEngine
 from .plugins._registry import DetectorContext, PluginRegistry, default_registry
 from .pipeline._selfcal import SelfCalibration, prior_surprise
 from .pipeline._validate import Batch, ValidationStats, Validator
+from ._time import parse_tz
 from ._view import DetectorView, FeatureFrame
 from .pipeline._statecheck import check_policy_state, check_window_state
 from .pipeline._window import WindowStore
@@ -104,6 +105,10 @@ class Monitor:
         a mapping ``{endpoint_id: {label: value}}``, an inventory file (CSV/Parquet with an
         ``endpoint_id`` column and one column per label) or a DataFrame of that shape.
         Change them later with :meth:`set_labels`.
+    tz:
+        Time zone (IANA name such as ``"Europe/Paris"``, ``"UTC"``, ``"+02:00"`` or a ``tzinfo``)
+        in which *naive* timestamps are read. Without it naive timestamps are refused
+        (``docs/timestamps.md``); ``observe(..., tz=)`` overrides it per call.
 
     Example
     -------
@@ -115,9 +120,11 @@ class Monitor:
 
     def __init__(self, config: MonitorConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
                  registry: PluginRegistry | None = None, detectors: Sequence[Any] | None = None,
-                 extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None) -> None:
+                 extra_detectors: Sequence[Any] = (), strict: bool = False, labels: Any = None,
+                 tz: Any = None, _probe: bool = False) -> None:
         self._busy = threading.Lock()  # see _exclusive
         self.config = cfg = MonitorConfig.coerce(config)
+        self.tz = parse_tz(tz)
         self.registry = registry if registry is not None else default_registry()
         self.strict = strict
         if strict and self.registry.failures:
@@ -144,6 +151,8 @@ class Monitor:
                 problem = _detector_problem(d, Detector)
                 if problem is not None:
                     raise OcadConfigError(f"detector refused: {problem}")
+        if not _probe:
+            _warn_unknown_tables(cfg, dets)
         dets = [d for d in dets if cfg.enabled(d.name)]
         self._load_default_calibration(dets)
         weights = {**DEFAULT_WEIGHTS, **cfg.weights()}
@@ -272,7 +281,7 @@ class Monitor:
 
         cfg = attrs.evolve(base, user_metrics=user, use_shipped_models=False)
         model_arts = [a for a in arts if a.kind != CORE_CALIBRATION_KIND]
-        probe = cls(cfg, registry=reg, strict=strict)
+        probe = cls(cfg, registry=reg, strict=strict, _probe=True)  # no artifact detectors yet: no warnings
         extra = reg.artifact_detectors(model_arts, probe.context, strict=strict)
         mon = cls(cfg, registry=reg, extra_detectors=extra, strict=strict, labels=labels)
         for a in arts:
@@ -375,28 +384,40 @@ class Monitor:
         return self.composite.detectors
 
     @_exclusive
-    def observe(self, records: Iterable[Mapping[str, Any]] | Any) -> list[AlertEvent]:
+    def observe(self, records: Iterable[Mapping[str, Any]] | Any, *, tz: Any = None) -> list[AlertEvent]:
         """Feed samples; returns the alert events they caused (open / update / resolve).
 
-        ``records``: mappings ``{"endpoint_id": str, "ts": epoch seconds, <metric>: value, ...}``
+        ``records``: mappings ``{"endpoint_id": str, "ts": timestamp, <metric>: value, ...}``
         or a pandas DataFrame of that shape (wide), or long format (endpoint_id, ts, metric, value).
+        ``ts``: epoch seconds, a timezone-aware datetime or an ISO-8601 string with an offset;
+        naive values only with ``tz`` (here or on the Monitor), see ``docs/timestamps.md``.
         Raises :class:`OcadValidationError` only for structurally invalid records.
         """
-        return self._observe(records)
+        return self._observe(records, tz)
 
-    def _observe(self, records: Any) -> list[AlertEvent]:
+    def _observe(self, records: Any, tz: Any = None) -> list[AlertEvent]:
+        zone = self._zone(tz)
         if _is_frame(records):
-            batch = self._frame_batch(records)
+            batch = self._frame_batch(records, zone)
         else:
-            batch = self.validator.from_records(records, self.stats)
+            batch = self.validator.from_records(records, self.stats, tz=zone)
         return self._process(batch)
 
     @_exclusive
-    def observe_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any]) -> list[AlertEvent]:
-        """Columnar fast path: arrays of endpoint ids, timestamps and ``{metric: values}``."""
-        return self._process(self.validator.from_columns(endpoint_id, ts, values, self.stats))
+    def observe_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any], *,
+                        tz: Any = None) -> list[AlertEvent]:
+        """Columnar fast path: arrays of endpoint ids, timestamps and ``{metric: values}``.
 
-    def _frame_batch(self, df: Any) -> Batch:
+        ``ts`` may be numbers (epoch seconds), ``datetime64`` (naive: needs ``tz``), a tz-aware
+        pandas Series or a pyarrow timestamp array (``docs/timestamps.md``).
+        """
+        return self._process(self.validator.from_columns(endpoint_id, ts, values, self.stats,
+                                                         tz=self._zone(tz)))
+
+    def _zone(self, tz: Any) -> Any:
+        return self.tz if tz is None else parse_tz(tz)
+
+    def _frame_batch(self, df: Any, tz: Any = None) -> Batch:
         cols = list(df.columns)
         dup = sorted({str(c) for c in cols if cols.count(c) > 1})
         if dup:
@@ -405,18 +426,20 @@ class Monitor:
             if req not in cols:
                 raise OcadValidationError(req, None, f"DataFrame has no {req!r} column (columns: {cols})")
         if "metric" in cols and "value" in cols:
-            return self._long_batch(df)
-        ts_col = df["ts"]
-        if str(ts_col.dtype).startswith("datetime64") and ts_col.dt.tz is not None:
-            ts_col = ts_col.dt.tz_convert(None)  # UTC, naive
-        # datetime64 of any unit (pandas 3 defaults to "us", not "ns"): the Validator converts it.
-        ts = ts_col.to_numpy()
+            return self._long_batch(df, tz)
+        # The Series itself: a tz-aware one is converted exactly, a naive one needs ``tz``
+        # (datetime64 of any unit: pandas 3 defaults to "us", not "ns").
+        ts = df["ts"]
         values = {c: df[c].to_numpy() for c in cols if c not in ("endpoint_id", "ts")}
         values = {k: (v.astype(object) if v.dtype.kind == "O" else v) for k, v in values.items()}
         # Unknown columns go to the Validator too: it counts them only once the call is accepted.
-        return self.validator.from_columns(df["endpoint_id"].to_numpy(dtype=object), ts, values, self.stats)
+        return self.validator.from_columns(df["endpoint_id"].to_numpy(dtype=object), ts, values, self.stats,
+                                           tz=tz)
 
-    def _long_batch(self, df: Any) -> Batch:
+    def _long_batch(self, df: Any, tz: Any = None) -> Batch:
+        return self._long_batch_ts(df, tz)[0]
+
+    def _long_batch_ts(self, df: Any, tz: Any = None) -> tuple[Batch, Any]:
         """Long format (endpoint_id, ts, metric, value) → one record per (endpoint_id, ts).
 
         A metric named ``ts`` / ``endpoint_id`` (or ``metric`` / ``value``) refuses the call. Rows
@@ -451,16 +474,14 @@ class Monitor:
         wide = kept.loc[~is_unknown].pivot(index=["endpoint_id", "ts"], columns="metric", values="value")
         keys = kept[["endpoint_id", "ts"]].drop_duplicates()
         wide = wide.reindex(pd.MultiIndex.from_frame(keys)).reset_index()
-        ts_col = wide["ts"]
-        if str(ts_col.dtype).startswith("datetime64") and ts_col.dt.tz is not None:
-            ts_col = ts_col.dt.tz_convert(None)
+        ts_col = wide["ts"]  # the Series: a tz-aware one is converted exactly, a naive one needs ``tz``
         values = {}
         for c in wide.columns:
             if c in names:
                 v = wide[c].to_numpy()
                 values[c] = v.astype(object) if v.dtype.kind == "O" else v
-        batch = self.validator.from_columns(wide["endpoint_id"].to_numpy(dtype=object), ts_col.to_numpy(),
-                                            values, self.stats)
+        batch = self.validator.from_columns(wide["endpoint_id"].to_numpy(dtype=object), ts_col,
+                                            values, self.stats, tz=tz)
         # Counted only now: a refused call (bad id, bad ts) changes no counter.
         for m, n in unknown_counts.items():
             self.stats.count_unknown(m, int(n))
@@ -468,7 +489,7 @@ class Monitor:
                           ("long_duplicate", int(dup.sum()))):
             if n:
                 self.stats.dropped_records[reason] += n
-        return batch
+        return batch, ts_col
 
     def _process(self, batch: Batch) -> list[AlertEvent]:
         if len(batch) == 0:
@@ -584,27 +605,50 @@ class Monitor:
     # -- scoring a whole frame ------------------------------------------------
     @staticmethod
     def _score_rows(b: Batch, comp: CompositeOutput) -> dict[str, np.ndarray]:
-        d = {"endpoint_id": b.endpoint_id, "ts": b.ts, "composite": comp.scores}
+        d = {"endpoint_id": b.endpoint_id, "ts": b.ts, "composite": comp.scores, "_row": b.rows}
         for j, n in enumerate(comp.detectors):
             d[n] = comp.detector_scores[:, j]
         return d
 
     @_exclusive
-    def score_frame(self, data: Any, *, as_frame: bool | None = None) -> Any:
+    def score_frame(self, data: Any, *, as_frame: bool | None = None, tz: Any = None) -> Any:
         """Per-(endpoint, ts) composite and per-detector scores for ``data`` (records or DataFrame).
 
         Returns a pandas DataFrame when pandas is installed (or ``as_frame=True``), else a dict of
-        numpy arrays. The Monitor's state advances as with :meth:`observe`; alert events raised
-        along the way are in ``self.last_events``.
+        numpy arrays. One row per scored input row, **in input order**, with ``ts`` as it came in
+        (its type and zone: floats stay floats, a ``datetime64[ns, Europe/Paris]`` column stays
+        one, datetimes and strings of records are returned as given). Rows dropped as duplicate or
+        out of order are absent. For long input, "input order" is the order in which each
+        (endpoint, ts) pair first appears. The Monitor's state advances as with :meth:`observe`;
+        alert events raised along the way are in ``self.last_events``.
         """
+        zone = self._zone(tz)
+        orig_ts: Any
+        if _is_frame(data):
+            cols = list(data.columns)
+            if "metric" in cols and "value" in cols and "endpoint_id" in cols and "ts" in cols \
+                    and not any(cols.count(c) > 1 for c in cols):
+                # Long: rows index the (endpoint, ts) pairs in the order they first appear.
+                batch, orig_ts = self._long_batch_ts(data, zone)
+            else:
+                batch = self._frame_batch(data, zone)
+                orig_ts = data["ts"]
+        else:
+            data = list(data)
+            batch = self.validator.from_records(data, self.stats, tz=zone)
+            orig_ts = [r["ts"] for r in data]
         self._score_sink = []
         try:
-            self.last_events = self._observe(data)
+            self.last_events = self._process(batch)
             parts = self._score_sink
         finally:
             self._score_sink = None
         cols = ["endpoint_id", "ts", "composite", *self.composite.names]
         out = {c: (np.concatenate([p[c] for p in parts]) if parts else np.array([])) for c in cols}
+        rows = np.concatenate([p["_row"] for p in parts]) if parts else np.array([], dtype=np.intp)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        out = {c: v[order] for c, v in out.items()}
         if as_frame is None:
             try:
                 import pandas  # noqa: F401
@@ -615,7 +659,11 @@ class Monitor:
             from ._errors import require
 
             pd = require("pandas", "io", "Monitor.score_frame(as_frame=True)")
-            return pd.DataFrame(out)
+            res = pd.DataFrame(out)
+            res["ts"] = orig_ts.iloc[rows].reset_index(drop=True) if _is_frame(data) else \
+                pd.Series(_records_ts(orig_ts, rows))
+            return res
+        out["ts"] = orig_ts.iloc[rows].to_numpy() if _is_frame(data) else _records_ts(orig_ts, rows)
         return out
 
     # -- calibration ------------------------------------------------------------
@@ -641,11 +689,11 @@ class Monitor:
 
         if isinstance(data, Iterable) and not _is_frame(data) and not isinstance(data, (list, tuple)):
             for ep, ts, vals in data:
-                for sub in _ticks(self.validator.from_columns(ep, ts, vals, ValidationStats())):
+                for sub in _ticks(self.validator.from_columns(ep, ts, vals, ValidationStats(), tz=self.tz)):
                     collect(sub)
         else:
-            batch = self._frame_batch(data) if _is_frame(data) else \
-                self.validator.from_records(data, ValidationStats())
+            batch = self._frame_batch(data, self.tz) if _is_frame(data) else \
+                self.validator.from_records(data, ValidationStats(), tz=self.tz)
             for sub in _ticks(batch):
                 collect(sub)
         if not views:
@@ -795,6 +843,26 @@ def _missing_artifact_packages(arts: Sequence[Any], *, strict: bool) -> list[str
             raise err
         log.warning("%s; its detector does not run", err)
         out.append(f"{err}; its detector does not run")
+    return out
+
+
+def _warn_unknown_tables(cfg: MonitorConfig, dets: Sequence[Any]) -> None:
+    """A ``[detectors.NAME]`` table for no detector is most likely a typo: say so, with the known names."""
+    known = {d.name for d in dets} | set(DEFAULT_WEIGHTS)  # DEFAULT_WEIGHTS: the ML names even when not loaded
+    unknown = sorted(set(cfg.detectors) - known)
+    if unknown:
+        log.warning("config: [detectors.%s] matches no detector (a typo?); its settings are ignored. "
+                    "Detectors: %s", ", ".join(unknown) if len(unknown) == 1 else "{" + ",".join(unknown) + "}",
+                    ", ".join(sorted(known)))
+
+
+def _records_ts(ts: list[Any], rows: np.ndarray) -> np.ndarray:
+    """The records' own ``ts`` values at ``rows``: numbers as a number array, anything else as given."""
+    picked = [ts[i] for i in rows.tolist()]
+    if all(type(v) in (int, float) or isinstance(v, (np.integer, np.floating)) for v in picked):
+        return np.asarray(picked) if picked else np.array([], dtype=np.float64)
+    out = np.empty(len(picked), dtype=object)
+    out[:] = picked
     return out
 
 

@@ -1,20 +1,37 @@
 """The ``ocad`` command line: demo, detect, simulate, calibrate, plugins, evaluate, tune-weights, report
-(+ plugin commands)."""
+(+ plugin commands).
+
+Conventions (docs/cli.md): ``-`` is standard input / output; global options (``-v``, ``-q``,
+``--debug``) go before or after the command; optional dependencies a command needs are checked
+before it starts; an error is one line on stderr, no traceback (``--debug`` shows it), with an
+exit code that says what kind (:data:`EXIT_USAGE`, :data:`EXIT_DATA`, :data:`EXIT_MISSING_EXTRA`,
+:data:`EXIT_INTERNAL`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._errors import OcadConfigError, OcadError, OcadValidationError, require
+from ._errors import OcadConfigError, OcadDependencyError, OcadError, OcadValidationError, require
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_DATA", "EXIT_INTERNAL", "EXIT_MISSING_EXTRA", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+#: Exit codes (documented in docs/cli.md and tested).
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug: an exception OCAD did not raise on purpose (--debug shows the traceback)
+EXIT_USAGE = 2  # bad command line or config file (argparse's own code for usage errors)
+EXIT_DATA = 3  # the input: a missing / unreadable file, invalid records, a bad artifact
+EXIT_MISSING_EXTRA = 4  # an optional dependency is not installed; the message names the extra
+
+log = logging.getLogger("ocad.cli")
 
 
 def _add_fleet_args(p: argparse.ArgumentParser, endpoints: int, hours: float, seed: int) -> None:
@@ -27,12 +44,16 @@ def _add_fleet_args(p: argparse.ArgumentParser, endpoints: int, hours: float, se
 def _monitor(args: argparse.Namespace) -> Any:
     from ._monitor import Monitor
 
+    tz = getattr(args, "tz", None)
     if getattr(args, "model_dir", None):
+        from ._time import parse_tz
+
         mon = Monitor.from_model_dir(args.model_dir, args.config)
+        mon.tz = parse_tz(tz)
     elif getattr(args, "config", None):
-        mon = Monitor(args.config)
+        mon = Monitor(args.config, tz=tz)
     else:
-        mon = Monitor.from_defaults(use_shipped_models=not getattr(args, "core_only", False))
+        mon = Monitor({"monitor": {"use_shipped_models": not getattr(args, "core_only", False)}}, tz=tz)
     if getattr(args, "labels", None):
         mon.set_labels(args.labels)
     return mon
@@ -151,37 +172,49 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split_label_columns(records: list[dict[str, Any]], spec: str | None) -> dict[str, dict[str, str]]:
-    """Take ``--label-columns`` out of the records; returns the endpoints' labels."""
+def _chunk_labels(chunk: Any, cols: Sequence[str], seen: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Endpoint labels of one chunk's ``--label-columns``, checked against the earlier chunks'.
+
+    Returns the endpoints whose labels are new or grew (all their labels), for ``set_labels``.
+    """
     from ._labels import labels_from_records
 
-    if not spec:
-        return {}
-    cols = [c.strip() for c in spec.split(",") if c.strip()]
-    missing = [c for c in cols if records and c not in records[0]]
-    if missing:
-        raise OcadValidationError("--label-columns", missing, "no such column(s) in the input")
+    def text(v: Any) -> Any:  # a numeric column (Parquet) holds rack 3 as 3.0
+        if isinstance(v, float):
+            return None if v != v else str(int(v)) if v.is_integer() else str(v)
+        return v
 
-    def text(v: Any) -> Any:  # the CSV reader parses cells as numbers: rack "3" came back as 3.0
-        return str(int(v)) if isinstance(v, float) and v.is_integer() else v
-
-    rows = [{"endpoint_id": r.get("endpoint_id"), **{c: text(r.pop(c, None)) for c in cols}} for r in records]
-    return labels_from_records(rows, cols)
+    # One row per distinct (endpoint, labels): a chunk repeats them on every sample.
+    combos = set(zip(chunk.endpoint_id.tolist(), *(chunk.extra[c].tolist() for c in cols)))
+    rows = [{"endpoint_id": t[0], **{c: text(v) for c, v in zip(cols, t[1:])}} for t in combos]
+    changed: dict[str, dict[str, str]] = {}
+    for e, labels in labels_from_records(rows, cols).items():
+        old = seen.get(e, {})
+        for k, v in labels.items():
+            if k in old and old[k] != v:
+                raise OcadValidationError(f"labels[{e!r}][{k!r}]", v,
+                                          f"conflicts with {old[k]!r} given earlier for the same endpoint")
+        if any(k not in old for k in labels):
+            seen[e] = changed[e] = {**old, **labels}
+    return changed
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from .tooling._io import read_records
+    from .tooling._io import SampleReader
 
     # Optional extras are checked before the file is read, not after.
     if args.metrics_port is not None:
         require("prometheus_client", "prometheus", "ocad detect --metrics-port")
     if args.alertmanager_url:
         require("httpx", "alertmanager", "ocad detect --alertmanager-url")
-    records = read_records(args.file)
-    column_labels = _split_label_columns(records, args.label_columns)
+    label_cols = [c.strip() for c in (args.label_columns or "").split(",") if c.strip()]
+    try:
+        reader = SampleReader(args.file, chunk_rows=args.chunk_rows, keep=label_cols, tz=args.tz)
+    except OcadValidationError as exc:
+        if label_cols and exc.field in label_cols:
+            raise OcadValidationError("--label-columns", [exc.field], "no such column(s) in the input") from None
+        raise
     mon = _monitor(args)
-    if column_labels:
-        mon.set_labels(column_labels)
     metrics_server = sink = None
     try:
         if args.metrics_port is not None:
@@ -196,12 +229,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
             from .integrations.alertmanager import AlertmanagerSink
 
             sink = AlertmanagerSink(args.alertmanager_url, generator_url=args.generator_url).start()
-        events, out = _detect(args, mon, records, sink)
+        events, out, missing_in_file = _detect(args, mon, reader, label_cols, sink)
+        say = sys.stderr if out == "-" else sys.stdout  # a summary on stdout would mix with the events
         if sink is not None:
             sink.close(timeout=30.0)
             st = sink.stats
             print(f"alertmanager {sink.url}: {st['sent']} alerts posted, {st['failed']} failed, "
-                  f"{st['rejected']} rejected, {st['dropped']} dropped, {sink.pending} not sent")
+                  f"{st['rejected']} rejected, {st['dropped']} dropped, {sink.pending} not sent", file=say)
             sink = None
         if metrics_server is not None and args.metrics_linger > 0:
             import time
@@ -215,52 +249,83 @@ def cmd_detect(args: argparse.Namespace) -> int:
             metrics_server.close()
     h = mon.health()["validation"]
     opened = sum(ev.event == "open" for ev in events)
-    print(f"{len(records)} records, {h['values_rejected']} values rejected, {h['values_missing']} missing; "
-          f"{opened} alerts opened, {len(events)} events written to {out}")
+    have = sorted(k for k in reader.seen_metrics if k in mon.validator.names)
+    where = "standard output" if out == "-" else str(out)
+    print(f"{reader.rows} records, {h['values_rejected']} values rejected, {missing_in_file} missing "
+          f"(of {len(have)} metrics in the file); {opened} alerts opened, {len(events)} events written to {where}",
+          file=say)
     if h["values_rejected"] or h["dropped_records"] or h["unknown_metrics"]:
-        print("validation: " + json.dumps({k: h[k] for k in ("rejected", "dropped_records", "unknown_metrics")}))
+        print("validation: " + json.dumps({k: h[k] for k in ("rejected", "dropped_records", "unknown_metrics")}),
+              file=say)
     return 0
 
 
-def _detect(args: argparse.Namespace, mon: Any, records: list[dict[str, Any]], sink: Any) -> tuple[list[Any], str]:
-    """Feed the records in time-ordered chunks (posting to ``sink``), write the events file."""
+def _detect(args: argparse.Namespace, mon: Any, reader: Any, label_cols: Sequence[str],
+            sink: Any) -> tuple[list[Any], str, int]:
+    """Feed the file chunk by chunk (posting to ``sink``), write the events; (events, out, missing)."""
     from ._progress import Progress
-    from .tooling._io import write_events
+    from .tooling._io import event_format, write_events
 
-    # Chunks in time order keep each endpoint's samples in order, so chunked == one call.
-    records.sort(key=lambda r: (r["ts"] if isinstance(r.get("ts"), (int, float)) else float("-inf")))
-    events = []
-    chunk = 20_000
-    with Progress(len(records), "detecting") as bar:
-        for i in range(0, len(records), chunk):
-            part = records[i:i + chunk]
-            new = mon.observe(part)
+    fmt = args.format or (event_format(args.out, "csv") if args.out else "csv")
+    if fmt == "parquet":
+        require("pyarrow", "io", "ocad detect --format parquet")
+    if args.out:
+        out = args.out
+    elif reader.name == "<stdin>":
+        out = "-"
+    else:
+        base = Path(args.file)
+        for suf in (".gz", ".parquet", ".pq", ".csv"):
+            if base.name.lower().endswith(suf):
+                base = base.with_name(base.name[:-len(suf)])
+        out = base.as_posix() + (".alerts.alertmanager.json" if fmt == "alertmanager" else f".alerts.{fmt}")
+    events: list[Any] = []
+    missing_in_file = 0
+    n_metrics = len(mon.metrics.names())
+    seen_labels: dict[str, dict[str, str]] = {}
+    quiet = getattr(args, "quiet", False) or reader.total_rows is None
+    with Progress(reader.total_rows or 1, "detecting", enabled=not quiet) as bar:
+        for chunk in reader.chunks():
+            if label_cols:
+                new_labels = _chunk_labels(chunk, label_cols, seen_labels)
+                if new_labels:
+                    mon.set_labels(new_labels)
+            m0 = mon.stats.values_missing
+            new = mon.observe_columns(chunk.endpoint_id, chunk.ts, chunk.values)
+            # The Validator counts a metric the file has no column for as missing in every row: the
+            # summary counts only the cells of the metrics the file has.
+            absent = n_metrics - sum(1 for k in chunk.values if k in mon.validator.names)
+            missing_in_file += mon.stats.values_missing - m0 - len(chunk) * absent
             if sink is not None:
                 sink.send(new)
             events += new
-            bar.update(len(part))
-    suffix = "alertmanager.json" if args.format == "alertmanager" else args.format
-    out = args.out or (Path(args.file).with_suffix("").as_posix() + f".alerts.{suffix}")
-    if args.format == "alertmanager":
+            bar.update(len(chunk))
+    if fmt == "alertmanager":
         from .integrations.alertmanager import alertmanager_payloads
 
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(alertmanager_payloads(events, generator_url=args.generator_url),
-                                        indent=1), encoding="utf-8")
+        doc = json.dumps(alertmanager_payloads(events, generator_url=args.generator_url), indent=1)
+        if out == "-":
+            sys.stdout.write(doc + "\n")
+        else:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(doc, encoding="utf-8")
     else:
-        write_events(events, out)
-    return events, out
+        write_events(events, out, fmt)
+    return events, out, missing_in_file
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ._monitor import Monitor
     from .tooling._synthetic import generate_fleet
 
-    mon = Monitor(args.config) if args.config else Monitor.from_defaults(use_shipped_models=False)
+    if args.config:
+        mon = Monitor(args.config, tz=args.tz)
+    else:
+        mon = Monitor({"monitor": {"use_shipped_models": False}}, tz=args.tz)
     if args.data:
-        from .tooling._io import read_records
+        from .tooling._io import iter_chunks
 
-        data: Any = read_records(args.data)
+        data: Any = iter_chunks(args.data, tz=args.tz)
     else:
         fleet = generate_fleet(args.endpoints, args.hours * 3600, args.interval, seed=args.seed, faults=False)
         data = fleet.iter_ticks()
@@ -277,6 +342,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     reg = default_registry()
     mon = Monitor(registry=reg)
+    if args.json:
+        doc = {
+            "plugins": [{"name": p.name, "version": p.version, "source": p.source} for p in reg.plugins()],
+            "detectors": [{"name": d.name, "kind": d.kind, "metrics": list(d.metrics)} for d in mon.detectors],
+            "metrics": [sp.to_dict() for sp in mon.metrics],
+            "failures": [{"plugin": f.plugin, "stage": f.stage, "error": str(f.error)} for f in reg.failures],
+            "artifact_errors": [str(e) for e in mon.artifact_errors],
+        }
+        print(json.dumps(doc, indent=1))
+        return 0
     print(f"{'plugin':<24}{'version':<12}source")
     for p in reg.plugins():
         print(f"{p.name:<24}{p.version:<12}{p.source}")
@@ -334,7 +409,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .tooling._quality import evaluate, format_evaluation
 
     ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
-                  ablation=args.ablation, progress=not args.quiet, families=_families(args))
+                  ablation=args.ablation, progress=not getattr(args, "quiet", False), families=_families(args))
     print(format_evaluation(ev.metrics))
     if args.json:
         print(f"metrics written to {ev.write_json(args.json)}")
@@ -386,7 +461,7 @@ def cmd_tune_weights(args: argparse.Namespace) -> int:
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
     res = tune_weights(args.suite, factory=_quality_factory(args), seeds=seeds, rounds=args.rounds,
                        max_false_alerts_per_endpoint_day=args.max_false_alerts_per_endpoint_day,
-                       max_false_alarm_rate=args.max_false_alarm_rate, progress=not args.quiet)
+                       max_false_alarm_rate=args.max_false_alarm_rate, progress=not getattr(args, "quiet", False))
     base = tomllib.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else None
     out = res.write(args.out, base)
     print(f"tuned on suite {res.suite!r}, tuning seeds {list(res.seeds)} ({res.evaluations} candidates)")
@@ -404,12 +479,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .tooling._quality import evaluate, format_evaluation
     from .tooling._report import write_report
 
-    ev = evaluate(_quality_source(args), split=args.split, factory=_quality_factory(args),
-                  ablation=args.ablation, progress=not args.quiet, families=_families(args))
+    factory = _quality_factory(args)
+    ev = evaluate(_quality_source(args), split=args.split, factory=factory,
+                  ablation=args.ablation, progress=not getattr(args, "quiet", False), families=_families(args))
     print(format_evaluation(ev.metrics))
     if args.json:
         print(f"metrics written to {ev.write_json(args.json)}")
-    print(f"report written to {write_report(ev, args.out, max_endpoints=args.endpoints)}")
+    out = write_report(ev, args.out, max_endpoints=args.endpoints, open_threshold=factory.config.alerts.open_threshold)
+    print(f"report written to {out}")
     return 0
 
 
@@ -433,14 +510,51 @@ def _add_quality_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
     p.add_argument("--config", help="Monitor config (TOML)")
     p.add_argument("--model-dir", help="trained artifacts / model store to use")
     p.add_argument("--core-only", action="store_true", help="no ML detectors even if installed")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+_GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("-v", "--verbose"), "log at INFO level"),
+    (("-q", "--quiet"), "no progress on stderr, warnings only when they matter (log at ERROR)"),
+    (("--debug",), "show the traceback of an error (and log at DEBUG)"),
+)
+
+
+def _add_global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
+    """The global options; on a subcommand they default to SUPPRESS so that ``ocad -v detect`` keeps -v."""
+    for flags, text in _GLOBAL_OPTIONS:
+        if any(f in p._option_string_actions for f in flags):  # a plugin command that has its own
+            continue
+        p.add_argument(*flags, action="store_true", default=argparse.SUPPRESS if sub else False, help=text)
+
+
+def _add_tz(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tz", help="time zone of naive timestamps in the input (IANA name such as Europe/Paris, "
+                                "UTC, or +02:00); without it they are refused (docs/timestamps.md)")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    from . import __version__
+
+    parts = [f"ocad-core {__version__}"]
+    for dist in ("ocad-detectors-ml", "ocad-train"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return "ocad " + __version__ + " (" + ", ".join(parts) + f"; Python {sys.version.split()[0]})"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .plugins._registry import default_registry
 
-    parser = argparse.ArgumentParser(prog="ocad", description="OCAD anomaly detection for network operations")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser = argparse.ArgumentParser(
+        prog="ocad", description="OCAD anomaly detection for network operations",
+        epilog="exit codes: 0 ok, 1 internal error (a bug: rerun with --debug), 2 usage or config, "
+               "3 input data, 4 missing optional dependency (the message names the extra)")
+    parser.add_argument("--version", action="version", version=_version())
+    _add_global_options(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="simulate a fleet with faults, run the Monitor, summarise the alerts")
@@ -461,14 +575,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("detect", help="run the Monitor over a CSV/Parquet file and write alert events")
-    p.add_argument("file", help="CSV or Parquet, wide or long format")
+    p.add_argument("file", help="CSV (.csv, .csv.gz), Parquet file or directory/dataset, wide or long format; "
+                                "'-' reads standard input")
     p.add_argument("--config", help="Monitor config (TOML)")
     p.add_argument("--model-dir", help="trained artifacts / model store to use")
     p.add_argument("--core-only", action="store_true", help="no ML detectors")
-    p.add_argument("--format", choices=("csv", "json", "jsonl", "alertmanager"), default="csv",
-                   help="alert events file format; 'alertmanager': a JSON list of Alertmanager API v2 alerts "
-                        "(POST it to /api/v2/alerts)")
-    p.add_argument("--out", help="output file (default: FILE.alerts.<format>)")
+    p.add_argument("--format", choices=("csv", "json", "jsonl", "parquet", "alertmanager"), default=None,
+                   help="alert events format (default: from --out's suffix, else csv); 'alertmanager': a JSON "
+                        "list of Alertmanager API v2 alerts (POST it to /api/v2/alerts)")
+    p.add_argument("--out", help="output file, '-' for standard output (default: FILE.alerts.<format>; "
+                                 "standard output when FILE is '-')")
+    _add_tz(p)
+    p.add_argument("--chunk-rows", type=int, default=100_000,
+                   help="rows read and scored at a time: bounds memory (default 100000)")
     p.add_argument("--labels", help="endpoint inventory (CSV/Parquet: endpoint_id + one column per label); "
                                     "labels travel with the alerts")
     p.add_argument("--label-columns", help="comma list of input columns that are endpoint labels, not metrics")
@@ -483,12 +602,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit the core detectors' calibration on normal data")
     _add_fleet_args(p, endpoints=80, hours=12.0, seed=3)
-    p.add_argument("--data", help="normal data file instead of simulating")
+    p.add_argument("--data", help="normal data file instead of simulating ('-': standard input)")
     p.add_argument("--config", help="Monitor config (TOML)")
     p.add_argument("--out", required=True, help="calibration JSON to write")
+    _add_tz(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("plugins", help="list plugins, detectors, metrics and load failures")
+    p.add_argument("--json", action="store_true", help="as one JSON document (for scripts)")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("evaluate", help="quality metrics over a labelled suite or file (after the alert policy)")
@@ -515,27 +636,99 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     default_registry().add_cli_commands(sub)
+    for name, sp in sub.choices.items():
+        _add_global_options(sp, sub=True)
     return parser
 
 
+def _needs(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """Optional dependencies the command will need: (module, extra, purpose), checked before any work."""
+    cmd = getattr(args, "command", None)
+    needs: list[tuple[str, str, str]] = []
+
+    def parquet(path: Any, what: str) -> None:
+        if path and path != "-" and (Path(path).is_dir() or str(path).lower().endswith((".parquet", ".pq"))):
+            needs.append(("pyarrow", "io", f"ocad {cmd} {what} (Parquet)"))
+
+    if cmd == "report":
+        needs.append(("matplotlib", "report", "ocad report"))
+    if cmd in ("evaluate", "report"):
+        parquet(getattr(args, "data", None), "--data")
+    if cmd == "calibrate":
+        parquet(getattr(args, "data", None), "--data")
+    if cmd == "detect":
+        parquet(getattr(args, "file", None), "FILE")
+        parquet(getattr(args, "out", None), "--out")
+        if getattr(args, "format", None) == "parquet":
+            needs.append(("pyarrow", "io", "ocad detect --format parquet"))
+    if cmd == "simulate":
+        parquet(getattr(args, "out", None), "--out")
+    return needs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``ocad`` command; returns the exit code (1 on an OCAD error, 2 on no command)."""
+    """The ``ocad`` command; returns the exit code (see :data:`EXIT_USAGE` and the others)."""
     return run(build_parser(), argv)
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` with ``parser`` and run the chosen command's ``func`` (plugins reuse this)."""
+    """Parse ``argv`` with ``parser`` and run the chosen command's ``func`` (plugins reuse this).
+
+    Errors become one line on stderr and an exit code: :data:`EXIT_USAGE` (command line, config),
+    :data:`EXIT_DATA` (input), :data:`EXIT_MISSING_EXTRA`, :data:`EXIT_INTERNAL` (anything else);
+    ``--debug`` raises instead, with the traceback.
+    """
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    debug = getattr(args, "debug", False)
+    level = (logging.DEBUG if debug else logging.INFO if getattr(args, "verbose", False)
+             else logging.ERROR if getattr(args, "quiet", False) else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    prog = f"{parser.prog} {getattr(args, 'command', '') or ''}".strip()
+    # The level of OCAD's loggers for this command only: run() is also called in-process (tests,
+    # an embedding app's own CLI), where a lasting change would silence later warnings.
+    ocad_log = logging.getLogger("ocad")
+    old_level = ocad_log.level
+    ocad_log.setLevel(level)
     try:
+        for module, extra, purpose in _needs(args):
+            require(module, extra, purpose)
         return int(args.func(args) or 0)
-    except OcadError as exc:
-        print(f"ocad {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `ocad detect f.csv --out - | head`: the reader left; not an error
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter's final flush quiet
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the one place that turns every error into an exit code
+        if debug:
+            raise
+        code, text = _classify(exc)
+        print(f"{prog}: error: {text}", file=sys.stderr)
+        if code == EXIT_INTERNAL:
+            print(f"{prog}: this is a bug in OCAD or a plugin; rerun with --debug for the traceback",
+                  file=sys.stderr)
+        return code
+    finally:
+        ocad_log.setLevel(old_level)
+
+
+def _classify(exc: BaseException) -> tuple[int, str]:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OcadDependencyError):
+        return EXIT_MISSING_EXTRA, text
+    if isinstance(exc, OcadConfigError):
+        return EXIT_USAGE, text
+    if isinstance(exc, OcadError):
+        return EXIT_DATA, text
+    if isinstance(exc, OSError):  # permission denied, disk full, a directory where a file was expected
+        return EXIT_DATA, f"{type(exc).__name__}: {text}"
+    return EXIT_INTERNAL, f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -242,7 +242,7 @@ def _prepare(df: Any, monitor: Any) -> Any:
     """Select and type the columns the Monitor reads (wide or long), ``ts`` as epoch seconds."""
     _pyspark("ocad.core.spark")
     from pyspark.sql import functions as F
-    from pyspark.sql.types import TimestampNTZType, TimestampType
+    from pyspark.sql.types import NumericType, TimestampNTZType, TimestampType
 
     cols = df.columns
     for req in ("endpoint_id", "ts"):
@@ -251,10 +251,14 @@ def _prepare(df: Any, monitor: Any) -> Any:
     if isinstance(df.schema["ts"].dataType, TimestampNTZType):
         raise OcadConfigError("column 'ts' is a timestamp without time zone (timestamp_ntz): make it a timestamp "
                               "(e.g. to_utc_timestamp) or epoch seconds, so that the instant is unambiguous")
-    if isinstance(df.schema["ts"].dataType, TimestampType):
+    typ = df.schema["ts"].dataType
+    if isinstance(typ, TimestampType):
         ts = (F.unix_micros(F.col("ts")) / F.lit(1e6)).alias("ts")
-    else:
+    elif isinstance(typ, NumericType):
         ts = F.col("ts").cast("double").alias("ts")
+    else:
+        raise OcadConfigError(f"column 'ts' is {typ.simpleString()}: give epoch seconds (a number) or a timestamp "
+                              "(e.g. to_timestamp of ISO-8601 strings with an offset), see docs/timestamps.md")
     sel = [F.col("endpoint_id").cast("string").alias("endpoint_id"), ts]
     if "metric" in cols and "value" in cols:
         sel += [F.col("metric").cast("string").alias("metric"), F.col("value").cast("double").alias("value")]
@@ -265,6 +269,16 @@ def _prepare(df: Any, monitor: Any) -> Any:
                                   f"as columns, and no 'metric'/'value' columns for long format (columns: {cols})")
         sel += [F.col(m).cast("double").alias(m) for m in metrics]
     return df.select(*sel)
+
+
+def _restore_ts(df: Any, out: Any) -> Any:
+    """``ts`` of the output in the input's type: a timestamp column comes back a timestamp."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampType
+
+    if isinstance(df.schema["ts"].dataType, TimestampType):
+        return out.withColumn("ts", F.timestamp_micros(F.round(F.col("ts") * F.lit(1e6)).cast("long")))
+    return out
 
 
 def _check_buckets(buckets: Any) -> None:
@@ -549,7 +563,7 @@ def score(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | No
     def fn(pdf):  # type: ignore[no-untyped-def]
         return _batch_group(spec, names, want_scores, want_events, pdf)
 
-    frame = data.groupBy(group).applyInPandas(fn, schema=_output_schema(names))
+    frame = _restore_ts(df, data.groupBy(group).applyInPandas(fn, schema=_output_schema(names)))
     if scores and events and persist:
         frame = frame.persist()
     sc, ev = split(frame)
@@ -595,6 +609,7 @@ def stream(df: Any, config: Any = None, *, model_dir: str | os.PathLike[str] | N
     out = data.groupBy(group).applyInPandasWithState(
         fn, outputStructType=_output_schema(names), stateStructType=STATE_SCHEMA, outputMode="append",
         timeoutConf=GroupStateTimeout.NoTimeout)
+    out = _restore_ts(df, out)
     if scores:
         return out
     _, ev = split(out)

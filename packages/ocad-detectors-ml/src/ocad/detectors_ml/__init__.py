@@ -30,7 +30,12 @@ from ._plugin import build_detectors, models_dir, shipped_artifacts
 from ._residual import FORECASTER_KIND, Forecaster, ResidualDetector
 from ._session import DEFAULT_SESSION_OPTIONS, SessionConfig, load_session
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    from importlib import metadata as _metadata
+
+    __version__ = _metadata.version("ocad-detectors-ml")
+except _metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_SESSION_OPTIONS",

@@ -20,7 +20,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    from importlib import metadata as _metadata
+
+    __version__ = _metadata.version("ocad-train")
+except _metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
 
 _EXPORTS: dict[str, str] = {
     "DATASET_SCHEMA_VERSION": "_datasets",

@@ -8,9 +8,9 @@ input                                  handling
 record not a mapping                   ``OcadValidationError`` (field ``record``)
 ``endpoint_id`` missing / not a        ``OcadValidationError`` naming the field
 non-empty string                       and the value
-``ts`` missing, not a real number      ``OcadValidationError``; ``ts`` may be epoch
-or datetime, NaN / inf                 seconds (int/float) or a timezone-aware
-                                       ``datetime``; naive datetimes are refused
+``ts`` missing, unusable, naive        ``OcadValidationError``; the timestamp policy
+without a ``tz``, out of range, or     is in ``ocad.core._time`` and
+float32 / float16                      ``docs/timestamps.md``
 ``endpoint_id`` with a control char    ``OcadValidationError`` (ids are compared as
 (``\x00``-``\x1f``, ``\x7f``-``\x9f``),  exact strings; numpy would drop a trailing
 a lone surrogate, or longer than       NUL and merge two ids; one huge id would
@@ -40,7 +40,6 @@ A rejected value becomes missing (NaN) in the batch: the record itself is kept.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -51,6 +50,7 @@ import attrs
 import numpy as np
 
 from .._errors import OcadValidationError
+from .._time import ts_column, ts_scalar
 from .._metrics import RESERVED, MetricKind, MetricRegistry, MetricSpec
 
 __all__ = ["MAX_ENDPOINT_ID_LEN", "MAX_UNKNOWN_NAMES", "Batch", "ValidationStats", "Validator"]
@@ -152,37 +152,15 @@ class Batch:
     values: np.ndarray  # (R, M) float64
     #: The endpoint ids are known to be pairwise distinct (one tick); False: not known.
     unique_ids: bool = attrs.field(default=False, kw_only=True, repr=False)
+    #: Each row's position in the input (records, columns or frame): score_frame restores input order.
+    rows: np.ndarray | None = attrs.field(default=None, kw_only=True, repr=False)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
     def take(self, idx: np.ndarray) -> Batch:
-        return Batch(self.endpoint_id[idx], self.ts[idx], self.values[idx])
-
-
-def _ts_value(v: Any, index: int | None) -> float:
-    if isinstance(v, bool) or v is None:
-        raise OcadValidationError("ts", v, "must be epoch seconds (int/float) or a timezone-aware datetime",
-                                  index=index)
-    if isinstance(v, _dt.datetime):
-        if v.tzinfo is None:
-            raise OcadValidationError("ts", v, "naive datetime; give a timezone-aware datetime or epoch seconds",
-                                      index=index)
-        return v.timestamp()
-    if isinstance(v, np.datetime64):
-        if np.isnat(v):
-            raise OcadValidationError("ts", v, "must be a time, not NaT", index=index)
-        return float(v.astype("datetime64[ns]").astype(np.int64)) / 1e9
-    if not isinstance(v, Real):
-        raise OcadValidationError("ts", v, "must be epoch seconds (int/float) or a timezone-aware datetime",
-                                  index=index)
-    try:
-        f = float(v)
-    except OverflowError:  # an int beyond float64
-        f = math.inf
-    if not math.isfinite(f):
-        raise OcadValidationError("ts", v, "must be finite", index=index)
-    return f
+        return Batch(self.endpoint_id[idx], self.ts[idx], self.values[idx],
+                     rows=None if self.rows is None else self.rows[idx])
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -221,7 +199,7 @@ def _refuse_narrow_float_ts(dtype: Any, ts: Any, index: int | None = None) -> No
     timestamps and be dropped as ``duplicate_ts``. Send float64 (or int64) epoch seconds.
     """
     if dtype is not None and getattr(dtype, "kind", None) == "f" and getattr(dtype, "itemsize", 8) < 8:
-        v = ts if index is not None else (ts[0] if len(ts) else ts)
+        v = ts if index is not None else (np.asarray(ts).ravel()[0] if len(ts) else ts)
         raise OcadValidationError("ts", v, f"a {dtype} timestamp cannot hold epoch seconds (float32 has "
                                   "128-second steps in 2026); send float64 or int64 epoch seconds",
                                   index=index if index is not None else 0)
@@ -252,7 +230,8 @@ class Validator:
         self._ids_cache: tuple[np.ndarray, bool] | None = None
 
     # -- entry points -----------------------------------------------------
-    def from_records(self, records: Iterable[Mapping[str, Any]], stats: ValidationStats) -> Batch:
+    def from_records(self, records: Iterable[Mapping[str, Any]], stats: ValidationStats, *,
+                     tz: _dt.tzinfo | None = None) -> Batch:
         eps: list[str] = []
         tss: list[float] = []
         cols: dict[str, list[Any]] = {n: [] for n in self.names}
@@ -271,7 +250,7 @@ class Validator:
             t = rec["ts"]
             if type(t) in _NARROW_FLOATS:
                 _refuse_narrow_float_ts(t.dtype, t, i)
-            tss.append(_ts_value(t, i))
+            tss.append(ts_scalar(t, tz, i))
             for n in self.names:
                 cols[n].append(rec.get(n))
             if len(rec) > 2:
@@ -290,13 +269,13 @@ class Validator:
         return self._finish(ep_arr, np.asarray(tss, dtype=np.float64), values, stats)
 
     def from_columns(self, endpoint_id: Any, ts: Any, values: Mapping[str, Any],
-                     stats: ValidationStats) -> Batch:
+                     stats: ValidationStats, *, tz: _dt.tzinfo | None = None) -> Batch:
         """Columnar input: the fast path for large fleets. Arrays of equal length R."""
         ep = np.asarray(endpoint_id, dtype=object).ravel()
         r = ep.shape[0]
         unique = self._check_ids(ep)
         _refuse_narrow_float_ts(getattr(ts, "dtype", None), ts)
-        ts_arr = self._ts_column(ts, r)
+        ts_arr = ts_column(ts, r, tz)
         # Every column is checked before anything is counted: a refused batch leaves stats as they were.
         cols: dict[int, np.ndarray] = {}
         for key, col in values.items():
@@ -378,27 +357,6 @@ class Validator:
         stats.values_missing += n_nan
         stats.values_accepted += n_ok
         return x if n_ok == x.size else np.where(ok, x, np.nan)
-
-    def _ts_column(self, ts: Any, r: int) -> np.ndarray:
-        try:
-            arr = np.asarray(ts)
-        except (TypeError, ValueError) as exc:
-            raise OcadValidationError("ts", type(ts).__name__, f"not a column of timestamps: {exc}") from None
-        if arr.shape != (r,):
-            raise OcadValidationError("ts", f"shape {arr.shape}", f"must have shape ({r},)")
-        if np.issubdtype(arr.dtype, np.datetime64):
-            out = arr.astype("datetime64[ns]").astype(np.int64) / 1e9
-            bad = np.isnat(arr)
-        elif arr.dtype.kind in "iuf":
-            out = arr.astype(np.float64)
-            bad = ~np.isfinite(out)
-        else:
-            out = np.array([_ts_value(v, i) for i, v in enumerate(arr)], dtype=np.float64)
-            bad = np.zeros(r, dtype=bool)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise OcadValidationError("ts", arr[i], "must be finite", index=i)
-        return out
 
     # -- per-metric coercion ---------------------------------------------
     def _coerce(self, spec: MetricSpec, col: Any, stats: ValidationStats) -> np.ndarray:
@@ -488,7 +446,7 @@ class Validator:
     def _finish(self, ep: np.ndarray, ts: np.ndarray, values: np.ndarray, stats: ValidationStats, *,
                 unique: bool = False) -> Batch:
         stats.records += int(ep.shape[0])
-        batch = Batch(ep, ts, values, unique_ids=unique)
+        batch = Batch(ep, ts, values, unique_ids=unique, rows=np.arange(ep.shape[0]))
         if ep.shape[0] > 1 and not unique:
             # Duplicate (endpoint, ts) pairs inside one batch: keep the first.
             order = np.lexsort((np.arange(ep.shape[0]), ts, ep.astype(str)))

@@ -1,8 +1,11 @@
 """``ocad report``: one self-contained HTML file with the quality tables and plots.
 
-For a handful of endpoints (one per fault type, plus one without faults) it plots the
-metric time series with the labelled faults shaded and the alerts marked, and the
-score timeline of every detector and of the composite. The metric tables are the
+For exactly the number of endpoints asked for (one per fault type first, then one
+without faults, then more faulty and normal ones while there are) it plots the metric
+time series with the labelled faults shaded and the alerts marked, and a score panel:
+the composite, the alert policy's open threshold, and the (at most four) detectors that
+contributed most on that endpoint, legend outside the data. The x-axis is clock time
+(UTC, HH:MM). The metric tables are the
 ones ``ocad evaluate`` prints. Figures are PNGs embedded as base64 ``data:`` URIs, so
 the file has no external references.
 
@@ -35,7 +38,12 @@ _MARGIN_S = 40 * 60.0
 
 
 def pick_endpoints(evaluation: Any, max_endpoints: int = 8) -> list[tuple[int, str]]:
-    """(run index, endpoint id): one endpoint per fault type (first run that has one), then a normal one."""
+    """Exactly ``max_endpoints`` (run index, endpoint id), or every endpoint when there are fewer.
+
+    First one endpoint per fault type (first run that has one), then one without faults, then
+    more endpoints with faults and more without, alternating, in run order.
+    """
+    n = max(int(max_endpoints), 0)
     chosen: list[tuple[int, str]] = []
     seen_types: set[str] = set()
     for k, r in enumerate(evaluation.results):
@@ -45,30 +53,69 @@ def pick_endpoints(evaluation: Any, max_endpoints: int = 8) -> list[tuple[int, s
             # The endpoint's plot shows all of its faults: they count as seen.
             seen_types |= {e.fault_type for e in r.run.events if e.endpoint_id == ev.endpoint_id}
             chosen.append((k, ev.endpoint_id))
-    chosen = chosen[:max(max_endpoints - 1, 1)]
-    if evaluation.results:
-        r = evaluation.results[0]
-        faulty = {ev.endpoint_id for ev in r.run.events}
-        normal = [e for e in r.run.data["endpoints"] if e not in faulty]
-        if normal and len(chosen) < max_endpoints:
-            chosen.append((0, normal[0]))
+    chosen = chosen[:max(n - 1, 1)] if n else []
+    faulty: list[tuple[int, str]] = []
+    normal: list[tuple[int, str]] = []
+    for k, r in enumerate(evaluation.results):
+        bad = {ev.endpoint_id for ev in r.run.events}
+        for e in r.run.data["endpoints"]:
+            (faulty if e in bad else normal).append((k, str(e)))
+    taken = set(chosen)
+    normal = [x for x in normal if x not in taken]
+    faulty = [x for x in faulty if x not in taken]
+    if normal and len(chosen) < n:
+        chosen.append(normal.pop(0))
+    while len(chosen) < n and (faulty or normal):
+        for pool in (faulty, normal):
+            if pool and len(chosen) < n:
+                chosen.append(pool.pop(0))
     return chosen
+
+
+#: Detectors in an endpoint's score panel, besides the composite: more is unreadable.
+MAX_DETECTORS_PLOTTED = 4
+_FONT = 10
+
+
+def top_detectors(names: Sequence[str], scores: np.ndarray, alerts: Sequence[Any],
+                  k: int = MAX_DETECTORS_PLOTTED) -> list[int]:
+    """Column indices of the ``k`` detectors that contributed most on one endpoint.
+
+    The evidence contributions of the endpoint's alerts rank first; detectors without any rank
+    by their mean score over the plotted samples (what pulled the composite up).
+    """
+    contrib = dict.fromkeys(names, 0.0)
+    for a in alerts:
+        for e in a.evidence:
+            if e.detector in contrib:
+                contrib[e.detector] += float(e.contribution)
+    with np.errstate(invalid="ignore"):
+        level = np.nan_to_num(np.nanmean(scores, axis=0), nan=0.0) if scores.size else np.zeros(len(names))
+    order = sorted(range(len(names)), key=lambda j: (-contrib[names[j]], -float(level[j]), names[j]))
+    return order[:k]
 
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=96)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _endpoint_figure(evaluation: Any, k: int, eid: str) -> tuple[str, str]:
+def _clock(t: Any) -> np.ndarray:
+    """Epoch seconds → datetime64 (UTC): matplotlib puts clock time on the axis."""
+    return (np.asarray(t, dtype=np.float64) * 1e3).astype("int64").astype("datetime64[ms]")
+
+
+def _endpoint_figure(evaluation: Any, k: int, eid: str, open_threshold: float) -> tuple[str, str]:
+    import datetime as _dt
+
+    from matplotlib.dates import AutoDateLocator, DateFormatter
     from matplotlib.figure import Figure
 
     r = evaluation.results[k]
     ts, series = r.run.series(eid)
     events = [e for e in r.run.events if e.endpoint_id == eid]
     alerts = [a for a in r.alerts if a.endpoint_id == eid]
-    t0 = float(ts[0])
     if events:
         lo = max(float(ts[0]), min(e.start_ts for e in events) - _MARGIN_S)
         hi = min(float(ts[-1]), max(e.end_ts for e in events) + _MARGIN_S)
@@ -80,22 +127,32 @@ def _endpoint_figure(evaluation: Any, k: int, eid: str) -> tuple[str, str]:
     st = c.ts[rows]
     ssel = (st >= lo) & (st <= hi)
     n = len(series) + 1
-    fig = Figure(figsize=(11, 1.25 * n + 0.8))
+    fig = Figure(figsize=(12, 1.5 * n + 1.2))
     axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
-    h = lambda t: (np.asarray(t, dtype=np.float64) - t0) / 3600.0  # noqa: E731
+    h = _clock
     for ax, (m, v) in zip(axes, series.items()):
-        ax.plot(h(ts[sel]), v[sel], lw=0.7, color="#1f77b4")
-        ax.set_ylabel(m, fontsize=7, rotation=0, ha="right", va="center")
-        ax.tick_params(labelsize=7)
+        ax.plot(h(ts[sel]), v[sel], lw=0.9, color="#1f77b4")
+        ax.set_ylabel(m, fontsize=_FONT - 1, rotation=0, ha="right", va="center")
+        ax.tick_params(labelsize=_FONT - 1)
     ax = axes[-1]
-    for j, name in enumerate(c.names):
-        ax.plot(h(st[ssel]), _surprise(c.detector_scores[rows[ssel], j]), lw=0.6, label=name)
-    ax.plot(h(st[ssel]), c.composite[rows[ssel]], lw=1.4, color="black", label="composite")
+    scores = _surprise(c.detector_scores[rows[ssel]])  # cached p-values -> surprise
+    top = top_detectors(list(c.names), scores, alerts)
+    colors = ["#2ca02c", "#9467bd", "#8c564b", "#17becf"]
+    for color, j in zip(colors, top):
+        ax.plot(h(st[ssel]), scores[:, j], lw=0.9, color=color, label=c.names[j])
+    ax.plot(h(st[ssel]), c.composite[rows[ssel]], lw=1.6, color="black", label="composite")
+    ax.axhline(open_threshold, color=_FAULT_COLOR, ls="--", lw=1.1, label=f"open threshold {open_threshold:g}")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("scores", fontsize=7, rotation=0, ha="right", va="center")
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6, ncol=min(len(c.names) + 1, 8), loc="upper left", framealpha=0.7)
-    ax.set_xlabel(f"hours since {t0:.0f} (epoch s)", fontsize=7)
+    ax.set_ylabel("scores", fontsize=_FONT - 1, rotation=0, ha="right", va="center")
+    ax.tick_params(labelsize=_FONT - 1)
+    # Outside the data: right of the panel, one entry per line.
+    ax.legend(fontsize=_FONT - 1, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0,
+              frameon=False)
+    day = _dt.datetime.fromtimestamp(lo, _dt.timezone.utc).strftime("%Y-%m-%d")
+    ax.set_xlabel(f"time (UTC), {day}", fontsize=_FONT)
+    loc = AutoDateLocator(minticks=4, maxticks=10)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=_dt.timezone.utc))
     end = float(ts[-1])
     for a in axes:
         for e in events:
@@ -107,10 +164,12 @@ def _endpoint_figure(evaluation: Any, k: int, eid: str) -> tuple[str, str]:
                       ymin=0.0, ymax=0.06, color=_ALERT_COLOR, alpha=0.9, lw=0)
             a.axvline(h(al.opened_ts), color=_ALERT_COLOR, lw=1.0)
     kinds = ", ".join(sorted({e.fault_type for e in events})) or "no labelled fault"
-    fig.suptitle(f"{eid} ({r.run.name}): {kinds}; {len(alerts)} alert(s)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"{eid} ({r.run.name}): {kinds}; {len(alerts)} alert(s)", fontsize=_FONT + 1)
+    fig.tight_layout(rect=(0.0, 0.0, 0.86, 1.0))  # room on the right for the legend
     caption = (f"{html.escape(eid)} in {html.escape(r.run.name)}: labelled faults shaded red "
-               f"(dashed line: hard failure), alerts marked orange (line at open, bar while open)")
+               f"(dashed line: hard failure), alerts marked orange (line at open, bar while open); "
+               f"scores: composite (black), the open threshold (dashed red) and the "
+               f"{len(top)} detectors that contributed most on this endpoint")
     return _png(fig), caption
 
 
@@ -223,13 +282,22 @@ def render_html(metrics: Mapping[str, Any], figures: Sequence[tuple[str, str]], 
             f"{_tables(metrics)}\n<h2>Endpoints</h2>\n{figs}\n</body></html>\n")
 
 
-def write_report(evaluation: Any, path: str | os.PathLike[str], *, max_endpoints: int = 8) -> Path:
+def write_report(evaluation: Any, path: str | os.PathLike[str], *, max_endpoints: int = 8,
+                 open_threshold: float | None = None) -> Path:
     """Write the HTML report of an :class:`~ocad.core.tooling._quality.Evaluation` to ``path``.
 
-    Raises :class:`~ocad.core.OcadDependencyError` when matplotlib (``report`` extra) is missing.
+    ``max_endpoints`` endpoint figures (fewer only when the evaluation has fewer endpoints);
+    ``open_threshold``: the alert policy's, drawn in every score panel (default: the
+    :class:`~ocad.core.AlertPolicyConfig` default). Raises :class:`~ocad.core.OcadDependencyError`
+    when matplotlib (``report`` extra) is missing.
     """
     require("matplotlib", "report", "ocad report")
-    figures = [_endpoint_figure(evaluation, k, eid) for k, eid in pick_endpoints(evaluation, max_endpoints)]
+    if open_threshold is None:
+        from ..pipeline._alerts import AlertPolicyConfig
+
+        open_threshold = AlertPolicyConfig().open_threshold
+    figures = [_endpoint_figure(evaluation, k, eid, open_threshold)
+               for k, eid in pick_endpoints(evaluation, max_endpoints)]
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(render_html(evaluation.metrics, figures), encoding="utf-8")
