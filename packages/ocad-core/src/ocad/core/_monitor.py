@@ -548,7 +548,10 @@ class Monitor:
         store.evicted_last_ts.clear()
         view = self._view(rows, b)
         comp = self.composite.score(view, lambda u: self.selfcal.pvalues(store, rows, u))
-        self.last_ready = ready = self._ready(rows, b.ts, view.counts)
+        # A sample with no valid value (all missing or rejected) adds no evidence: the detectors would
+        # only judge the endpoint's older samples again, so it cannot confirm an alert either.
+        fresh = ~np.isnan(b.values).all(axis=1)
+        self.last_ready = ready = self._ready(rows, b.ts, view.counts) & fresh
         self.last_rows = rows
         events += self.policy.update(b.endpoint_id, b.ts, comp, ready=ready)
         # Shadows (candidates, the evaluation recorder) see the state this tick was judged with.

@@ -104,7 +104,7 @@ def export_state(monitor: Any, endpoint_ids: Iterable[str] | None = None) -> dic
         "caps": store.capabilities[rows].tolist(),
         "alert": alerts,
         # Per-row state of the other stages (baselines, self-calibration), flattened per endpoint.
-        "stages": {name: arr[rows].reshape(n, -1).astype(np.float64).tolist() for name, arr in store.extra.items()},
+        "stages": {name: arr[rows].reshape(n, int(np.prod(arr.shape[1:]))).astype(np.float64).tolist() for name, arr in store.extra.items()},
     }
 
 
