@@ -106,7 +106,8 @@ def huge_shape(m: onnx.ModelProto, i: int) -> None:
 
 
 def negative_dim(m: onnx.ModelProto, i: int) -> None:
-    t = m.graph.initializer[i % len(m.graph.initializer)]
+    shaped = [t for t in m.graph.initializer if t.dims]  # scalars (e.g. last-step graphs' constants) have none
+    t = shaped[i % len(shaped)]
     t.dims[0] = -3
 
 

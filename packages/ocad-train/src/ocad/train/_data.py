@@ -311,7 +311,7 @@ def _parse_ts(col: pd.Series) -> pd.Series:
 
 
 def _numeric(col: pd.Series, name: str) -> pd.Series:
-    """Column as float64; empty cells → NaN; anything else non-numeric is an error."""
+    """Column as float64; empty cells → NaN; anything else non-numeric, infinite or beyond float32 is an error."""
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(col):
@@ -331,6 +331,11 @@ def _numeric(col: pd.Series, name: str) -> pd.Series:
     if inf.any():
         i = int(np.flatnonzero(inf)[0])
         raise OcadValidationError(name, col.iloc[i], "infinite values are not allowed", index=i)
+    big = (np.abs(out.to_numpy()) > np.finfo(np.float32).max)  # values are stored as float32: they would be inf
+    if big.any():
+        i = int(np.flatnonzero(big)[0])
+        raise OcadValidationError(name, col.iloc[i], f"beyond the float32 range (|value| > "
+                                  f"{float(np.finfo(np.float32).max):.4g})", index=i)
     return out
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -195,6 +196,30 @@ def tcn_last_step_onnx(model: Any, window: int, *, input_name: str = "x", output
     mdl = oh.make_model(graph, opset_imports=[oh.make_opsetid("", int(opset or ONNX_OPSET))],
                         producer_name="ocad-train")
     return onnx.shape_inference.infer_shapes(mdl, strict_mode=True).SerializeToString()
+
+
+_LAST_STEP_PARAM = re.compile(r"(c1|c2|skip)_(\d+)_(w|b)")
+
+
+def last_step_state(initializers: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inverse of :func:`tcn_last_step_onnx`'s weight naming: torch ``state_dict`` of its initializers.
+
+    ``c1_3_w`` (``(out, in, K, 1)``) -> ``blocks.3.c1.conv.weight`` (``(out, in, K)``),
+    ``skip_0_b`` -> ``blocks.0.skip.bias``, ``head_w`` / ``head_b`` -> ``head.weight`` /
+    ``head.bias``; the graph's other constants (slice bounds, masks, ...) are dropped.
+    """
+    st: dict[str, np.ndarray] = {}
+    for name, arr in initializers.items():
+        if name == "head_w":
+            st["head.weight"] = np.asarray(arr)
+        elif name == "head_b":
+            st["head.bias"] = np.asarray(arr).reshape(-1)
+        elif (mt := _LAST_STEP_PARAM.fullmatch(name)) is not None:
+            which, i, wb = mt.groups()
+            layer = "skip" if which == "skip" else f"{which}.conv"
+            a = np.asarray(arr)
+            st[f"blocks.{i}.{layer}.{'weight' if wb == 'w' else 'bias'}"] = a[..., 0] if wb == "w" else a
+    return st
 
 
 def full_graph_onnx(model: Any, window: int, *, input_name: str = "x", output_name: str = "y") -> bytes:

@@ -31,7 +31,12 @@ def onnx_state(art: LoadedArtifact) -> dict[str, np.ndarray]:
         raise OcadConfigError(f"warm start: {art.name}@{art.version} is a {art.manifest.get('kind')!r}, "
                               "not a forecaster")
     m = onnx.load(str(art.file("model")))
-    return {t.name: numpy_helper.to_array(t).copy() for t in m.graph.initializer}
+    inits = {t.name: numpy_helper.to_array(t).copy() for t in m.graph.initializer}
+    if m.graph.name == "tcn_last_step":  # the shipped export names its weights c1_0_w, head_w, ...
+        from ._last_step import last_step_state
+
+        return last_step_state(inits)
+    return inits
 
 
 def architecture(art: LoadedArtifact) -> dict[str, Any]:
