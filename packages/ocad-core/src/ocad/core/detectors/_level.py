@@ -76,7 +76,38 @@ def _median(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @attrs.define
-class LevelDetector(CalibratedDetector):
+class _BaselineDetector(CalibratedDetector):
+    """What both detectors share: gauge metrics with directions, the baseline columns, params."""
+
+    directions: dict[str, float] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_registry(cls, metrics: MetricRegistry, **kw: Any) -> Any:
+        d = _gauges(metrics)
+        return cls(metrics=tuple(d), directions=d, **kw)
+
+    def _columns(self, view: DetectorView) -> np.ndarray | None:
+        """The view's columns of this detector's metrics; None where it cannot judge (no baseline)."""
+        if view.baseline is None or not self.metrics:
+            return None
+        return _metric_columns(view, self.metrics)
+
+    def _cannot_judge(self, view: DetectorView) -> RawScores:
+        nan = np.full((view.n, len(self.metrics)), np.nan)
+        return RawScores(self.metrics, nan, nan, nan)
+
+    def _direction(self) -> np.ndarray:
+        return np.array([self.directions.get(m, 1.0) for m in self.metrics])
+
+    def params_to_dict(self) -> dict[str, Any]:
+        return {"calibration": self.calibration_to_dict()}
+
+    def load_params(self, d: Mapping[str, Any]) -> None:
+        self.load_calibration(d["calibration"])
+
+
+@attrs.define
+class LevelDetector(_BaselineDetector):
     """Recent level against the endpoint's long-horizon baseline (drifts, shifts, drops)."""
 
     name: str = "level"
@@ -84,20 +115,11 @@ class LevelDetector(CalibratedDetector):
     window: int = 32
     recent: int = 8
     min_age_quarters: int = 2
-    directions: dict[str, float] = attrs.field(factory=dict)
-
-    @classmethod
-    def from_registry(cls, metrics: MetricRegistry, **kw: Any) -> LevelDetector:
-        d = _gauges(metrics)
-        return cls(metrics=tuple(d), directions=d, **kw)
 
     def raw(self, view: DetectorView) -> RawScores:
-        n, k = view.n, len(self.metrics)
-        bl = view.baseline
-        cols = _metric_columns(view, self.metrics)
-        if bl is None or cols is None or k == 0:
-            nan = np.full((n, k), np.nan)
-            return RawScores(self.metrics, nan, nan, nan)
+        bl, cols = view.baseline, self._columns(view)
+        if cols is None:
+            return self._cannot_judge(view)
         r = min(self.recent, view.window)
         recent = view.values[:, -r:, :][:, :, cols].astype(np.float64)  # (n, r, k)
         rec, cnt = _median(recent)
@@ -108,7 +130,7 @@ class LevelDetector(CalibratedDetector):
         spread = np.where(np.isfinite(local) & (local > 0), np.minimum(local, bl.scale[:, cols]), bl.scale[:, cols])
         se = spread * _MEDIAN_SE / np.sqrt(np.maximum(cnt, 1))
         ok = (bl.weight[:, cols] >= MIN_BASELINE_WEIGHT) & (cnt >= max(2, r // 2))
-        direction = np.array([self.directions.get(m, 1.0) for m in self.metrics])
+        direction = self._direction()
         with np.errstate(all="ignore"):
             z = _directed((rec - exp) / se, direction)
             # Against the quarter-hours of the last hours (not the newest ones, which overlap the
@@ -123,12 +145,6 @@ class LevelDetector(CalibratedDetector):
 
     def fallback(self, metric: str) -> Calibration:
         return gaussian_tail_calibration(self.directions.get(metric, 1.0) == 0.0)
-
-    def params_to_dict(self) -> dict[str, Any]:
-        return {"calibration": self.calibration_to_dict()}
-
-    def load_params(self, d: Mapping[str, Any]) -> None:
-        self.load_calibration(d["calibration"])
 
 
 @functools.lru_cache(maxsize=32)
@@ -150,7 +166,7 @@ def binomial_calibration(n: int, rate: float) -> Calibration:
 
 
 @attrs.define
-class RecurrenceDetector(CalibratedDetector):
+class RecurrenceDetector(_BaselineDetector):
     """Count of excursions in the window: recurring and intermittent faults (k of n samples)."""
 
     name: str = "recurrence"
@@ -158,33 +174,23 @@ class RecurrenceDetector(CalibratedDetector):
     window: int = 32
     excursion_z: float = 4.0
     excursion_rate: float = 0.005
-    directions: dict[str, float] = attrs.field(factory=dict)
-
-    @classmethod
-    def from_registry(cls, metrics: MetricRegistry, **kw: Any) -> RecurrenceDetector:
-        d = _gauges(metrics)
-        return cls(metrics=tuple(d), directions=d, **kw)
 
     def raw(self, view: DetectorView) -> RawScores:
-        n, k = view.n, len(self.metrics)
-        bl = view.baseline
-        cols = _metric_columns(view, self.metrics)
-        if bl is None or cols is None or k == 0:
-            nan = np.full((n, k), np.nan)
-            return RawScores(self.metrics, nan, nan, nan)
+        bl, cols = view.baseline, self._columns(view)
+        if cols is None:
+            return self._cannot_judge(view)
         w = min(self.window, view.window)
         x = view.values[:, -w:, :][:, :, cols].astype(np.float64)  # (n, w, k)
         exp = bl.expected[:, cols]
         scale = bl.scale[:, cols]
-        direction = np.array([self.directions.get(m, 1.0) for m in self.metrics])
+        direction = self._direction()
         with np.errstate(all="ignore"):
             z = _directed((x - exp[:, None, :]) / scale[:, None, :], direction)
         # Beyond the endpoint's own excursion level (its 99.5 % |z| on normal data, at least
         # ``excursion_z``): heavy-tailed noise has a higher level than Gaussian noise.
-        level = exc_level = np.maximum(bl.excursion[:, cols], self.excursion_z) if bl.excursion is not None \
-            else np.full((n, k), self.excursion_z)
+        level = np.full(exp.shape, self.excursion_z) if bl.excursion is None \
+            else np.maximum(bl.excursion[:, cols], self.excursion_z)
         exc = np.sum(z > level[:, None, :], axis=1).astype(np.float64)  # NaN compares False
-        del exc_level
         valid = np.sum(~np.isnan(x), axis=1)
         ok = (bl.weight[:, cols] >= MIN_BASELINE_WEIGHT) & (valid >= w // 2)
         raw = np.where(ok, exc, np.nan)
@@ -192,9 +198,3 @@ class RecurrenceDetector(CalibratedDetector):
 
     def fallback(self, metric: str) -> Calibration:
         return binomial_calibration(self.window, self.excursion_rate)
-
-    def params_to_dict(self) -> dict[str, Any]:
-        return {"calibration": self.calibration_to_dict()}
-
-    def load_params(self, d: Mapping[str, Any]) -> None:
-        self.load_calibration(d["calibration"])

@@ -15,10 +15,11 @@ often it really crosses each level of the detector's own (prior) surprise
   (``prior_weight``), so a new endpoint starts from the prior and an endpoint
   with a long history from its own experience;
 * above the highest level the endpoint has crossed ``MIN_EXCEEDANCES`` times,
-  its own measured tail slope is continued where that gives a larger p than the
-  blend (heavy-tailed noise: the prior's Gaussian-like tail would make every new
-  record look decisive); between the levels ``log p`` is interpolated (below the
-  first level p = 1), beyond the last the tail's slope continues;
+  the prior's tail (one decade of p per unit of ``u``) continues from the
+  endpoint's *measured* rate there, where that gives a larger p than the blend
+  (heavy-tailed noise: the prior alone would make every new record look
+  decisive); between the levels ``log p`` is interpolated (below the first level
+  p = 1), beyond the last it falls by one decade per unit of ``u``;
 * counts decay with a half-life of ``half_life_s`` of sample time, so the
   calibration follows slow changes of an endpoint's noise;
 * rows with an alert open or pending learn nothing (contamination guard).
@@ -48,8 +49,6 @@ P_MIN = 1e-15
 MIN_EXCEEDANCES = 3.0
 #: Prior surprise up to which an endpoint's own exceedance rates are learned.
 LEARN_MAX = 4.0
-#: The flattest tail (decades of p per unit of prior surprise) extrapolated from an endpoint's data.
-MIN_TAIL_SLOPE = 1.0
 
 
 def _positive(inst: Any, attr: attrs.Attribute, v: float) -> None:  # type: ignore[type-arg]
@@ -123,21 +122,15 @@ class SelfCalibration:
         with np.errstate(divide="ignore"):
             lp_grid = np.log10((exc + a * self._prior_p) / (n + a))
             # Above the highest level this endpoint has crossed often enough to measure, the blend
-            # trusts the prior's tail; where the endpoint's measured tail is heavier than the prior's
-            # (heavy-tailed noise), continue its own measured slope instead, whichever gives the
-            # larger p: a value never seen before on a short history is not proof of a fault.
+            # trusts the prior's tail; where the endpoint's measured rate there is higher than the
+            # prior's (heavy-tailed noise), the prior's slope continues from the measured rate instead,
+            # whichever gives the larger p: a value never seen on a short history is not proof of a fault.
             top = (exc >= MIN_EXCEEDANCES).sum(axis=1) - 1  # counts fall with the level: a prefix
             has = top >= 0
             ts_ = np.maximum(top, 0)
-            lo_ = np.maximum(ts_ - 2, 0)
             m = np.arange(u.shape[0])
-            nn = np.maximum(n[:, 0], 1e-12)
-            e_top = np.log10(np.maximum(exc[m, ts_] / nn, P_MIN))
-            e_lo = np.log10(np.maximum(exc[m, lo_] / nn, P_MIN))
-        span = GRID[ts_] - GRID[lo_]
-        slope = np.where(span > 0, (e_lo - e_top) / np.where(span > 0, span, 1.0), 1.0)
-        slope = np.where(has, np.clip(slope, MIN_TAIL_SLOPE, 1.0), 1.0)
-        ext = e_top[:, None] - slope[:, None] * (GRID - GRID[ts_][:, None])
+            e_top = np.log10(np.maximum(exc[m, ts_] / np.maximum(n[:, 0], 1e-12), P_MIN))
+        ext = e_top[:, None] - (GRID - GRID[ts_][:, None])
         above = has[:, None] & (np.arange(GRID.size) > ts_[:, None])
         lp_grid = np.where(above, np.maximum(lp_grid, ext), lp_grid)
         # Tail probabilities must fall with the level; decayed counts keep that up to rounding.
@@ -148,7 +141,7 @@ class SelfCalibration:
         lo_lp, hi_lp = lp_grid[m, lo_i], lp_grid[m, ks]
         frac = np.clip((u - GRID[lo_i]) / (GRID[ks] - GRID[lo_i]), 0.0, 1.0)
         inner = lo_lp + frac * (hi_lp - lo_lp)
-        beyond = lp_grid[:, -1] - slope * (u - GRID[-1])  # past the last level: the tail's slope
+        beyond = lp_grid[:, -1] - (u - GRID[-1])  # past the last level: one decade per unit of u
         lp = np.where(k >= GRID.size, beyond, inner)
         return np.clip(lp, math.log10(P_MIN), 0.0)
 
